@@ -1,0 +1,37 @@
+# edgekit: `make demo` installs (if needed) and runs the main job; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+# torch is pinned to 2.13.0 in pyproject (a CPU build); the stamp re-runs the install when pyproject changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/edgekit models
+	$(BIN)/edgekit export --format onnx --output edgekit-out
+
+# pytest exits 5 when it collected no test: treat that as the failure it is.
+test: install
+	$(BIN)/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/onnx_latency.py
+
+clean:
+	rm -rf edgekit-out build *.egg-info .pytest_cache

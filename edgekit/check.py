@@ -1,0 +1,251 @@
+"""Parity: proof that an exported file computes what the reference PyTorch model computes.
+
+``compare_outputs`` is a pure function over arrays; ``check_parity`` runs the reference model and the
+exported file on the same inputs through ``edgekit.runtimes`` and returns a ``ParityReport``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import DataError, WeightsError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass/fail limits for one precision; a limit left as None is not checked."""
+
+    max_abs: float | None = None
+    min_cosine: float | None = None
+    min_top1: float | None = None
+
+
+# fp32 must be numerically the same network; quantized models are judged by how close their logits
+# point (cosine) and how often they pick the same class, since absolute errors scale with the logits.
+THRESHOLDS: dict[str, Thresholds] = {
+    "fp32": Thresholds(max_abs=1e-4),
+    "fp16": Thresholds(max_abs=5e-2, min_cosine=0.999),
+    "int8": Thresholds(min_cosine=0.95, min_top1=0.5),
+}
+
+
+@dataclass
+class OutputParity:
+    """How one output of the exported model compares with the reference over all samples."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float
+    mean_abs: float
+    cosine: float
+    sqnr_db: float
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+
+
+@dataclass
+class ParityReport:
+    """The result of ``check_parity``: per-output metrics and the verdict against the thresholds."""
+
+    file: str
+    reference: str
+    runtime: str
+    precision: str
+    samples: int
+    data: str
+    skipped_images: int
+    outputs: list[OutputParity]
+    thresholds: Thresholds
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputParity:
+    """Compare two batches of one output (first axis = sample).
+
+    Returns max/mean absolute error, the mean per-sample cosine similarity, the SQNR in dB (signal power of
+    the reference over error power; ``inf`` when identical) and, for 2-D outputs with at least 5 classes,
+    top-1 agreement (same argmax) and top-5 agreement (mean share of classes common to both top-5 sets).
+    Raises ValueError when the shapes differ.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    got = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != got.shape:
+        raise ValueError(f"output {name!r}: reference shape {ref.shape} != exported shape {got.shape}")
+    diff = got - ref
+    flat_ref = ref.reshape(ref.shape[0], -1)
+    flat_got = got.reshape(got.shape[0], -1)
+    norms = np.linalg.norm(flat_ref, axis=1) * np.linalg.norm(flat_got, axis=1)
+    dots = np.sum(flat_ref * flat_got, axis=1)
+    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(dots == 0, 1.0, 0.0))
+    noise = float(np.sum(diff**2))
+    signal = float(np.sum(ref**2))
+    sqnr = math.inf if noise == 0 else 10.0 * math.log10(max(signal, 1e-300) / noise)
+    top1 = top5 = None
+    if ref.ndim == 2 and ref.shape[1] >= 5:
+        top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1)))
+        ref5 = np.argsort(-ref, axis=1, kind="stable")[:, :5]
+        got5 = np.argsort(-got, axis=1, kind="stable")[:, :5]
+        top5 = float(np.mean([len(set(a) & set(b)) / 5.0 for a, b in zip(ref5, got5)]))
+    return OutputParity(
+        name=name,
+        shape=tuple(int(d) for d in ref.shape[1:]),
+        max_abs=float(np.max(np.abs(diff))) if diff.size else 0.0,
+        mean_abs=float(np.mean(np.abs(diff))) if diff.size else 0.0,
+        cosine=float(np.mean(cosines)),
+        sqnr_db=sqnr,
+        top1_agreement=top1,
+        top5_agreement=top5,
+    )
+
+
+def judge(outputs: list[OutputParity], thresholds: Thresholds) -> list[str]:
+    """Return one message per threshold an output misses (empty list: parity holds)."""
+    failures = []
+    for out in outputs:
+        if thresholds.max_abs is not None and not out.max_abs <= thresholds.max_abs:
+            failures.append(f"{out.name}: max abs error {out.max_abs:.3g} > {thresholds.max_abs:g}")
+        if thresholds.min_cosine is not None and not out.cosine >= thresholds.min_cosine:
+            failures.append(f"{out.name}: cosine {out.cosine:.5f} < {thresholds.min_cosine:g}")
+        if (
+            thresholds.min_top1 is not None
+            and out.top1_agreement is not None
+            and not out.top1_agreement >= thresholds.min_top1
+        ):
+            failures.append(f"{out.name}: top-1 agreement {out.top1_agreement:.3f} < {thresholds.min_top1:g}")
+    return failures
+
+
+def check_parity(
+    exported: str | Path,
+    reference,
+    *,
+    data: str | Path | None = None,
+    samples: int = 8,
+    threads: int = 1,
+    precision: str | None = None,
+    progress: Progress | None = None,
+) -> ParityReport:
+    """Run ``reference`` (a ModelHandle) and the exported file on the same inputs and compare.
+
+    ``data`` is an image folder or None for the bundled natural images; ``samples`` caps how many images are
+    used. ``precision`` picks the thresholds (default: detected from the file). Returns a ParityReport;
+    raises ModelFileError for an unreadable file and DataError for unusable inputs.
+    """
+    from edgekit.data import load_inputs
+    from edgekit.runtimes import open_runtime
+
+    if samples < 1:
+        raise DataError(f"--samples must be at least 1, got {samples}")
+    say = progress or (lambda _msg: None)
+    inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
+    say(f"comparing on {inputs.array.shape[0]} inputs from {inputs.description}")
+    batch = inputs.array
+    with open_runtime(exported, threads=threads) as runtime:
+        precision = precision or detect_precision(runtime)
+        model_batch = reference.input_shape[0]
+        exported_outs = _run_in_batches(runtime.run, batch, model_batch)
+        output_names = [spec.name for spec in runtime.outputs]
+        runtime_name = f"{runtime.name} {runtime.version}"
+    with open_runtime(reference.module, threads=threads) as torch_runtime:
+        reference_outs = _run_in_batches(torch_runtime.run, batch, model_batch)
+    if len(reference_outs) != len(exported_outs):
+        raise DataError(
+            f"the exported file has {len(exported_outs)} outputs but the reference model has "
+            f"{len(reference_outs)}; is --model the model this file was exported from?"
+        )
+    outputs = []
+    for name, ref, got in zip(output_names, reference_outs, exported_outs):
+        try:
+            outputs.append(compare_outputs(name, ref, got))
+        except ValueError as exc:
+            raise DataError(f"{exc}; is --model the model this file was exported from?") from None
+    thresholds = THRESHOLDS.get(precision, THRESHOLDS["fp32"])
+    failures = judge(outputs, thresholds)
+    return ParityReport(
+        file=str(exported),
+        reference=f"pytorch:{reference.name}",
+        runtime=runtime_name,
+        precision=precision,
+        samples=int(batch.shape[0]),
+        data=inputs.description,
+        skipped_images=inputs.skipped,
+        outputs=outputs,
+        thresholds=thresholds,
+        passed=not failures,
+        failures=failures,
+    )
+
+
+def _run_in_batches(run, batch: np.ndarray, model_batch: int) -> list[np.ndarray]:
+    """Run ``run`` on ``batch`` in slices of the model's fixed batch size and stack per output."""
+    step = max(1, int(model_batch))
+    pieces: list[list[np.ndarray]] = []
+    for start in range(0, batch.shape[0], step):
+        chunk = batch[start : start + step]
+        if chunk.shape[0] < step:  # pad the last slice to the static batch, then drop the padding
+            pad = np.repeat(chunk[-1:], step - chunk.shape[0], axis=0)
+            outs = [o[: chunk.shape[0]] for o in run(np.concatenate([chunk, pad]))]
+        else:
+            outs = run(chunk)
+        pieces.append([np.asarray(o, dtype=np.float32) for o in outs])
+    return [np.concatenate([p[i] for p in pieces]) for i in range(len(pieces[0]))]
+
+
+def detect_precision(runtime) -> str:
+    """Guess the precision of an exported model from its runtime: int8 if its graph is quantized."""
+    detector = getattr(runtime, "precision", None)
+    if isinstance(detector, str):
+        return detector
+    if any(spec.dtype in ("int8", "uint8") for spec in runtime.inputs):
+        return "int8"
+    return "fp32"
+
+
+def check_exported_file(
+    exported: str | Path,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    pretrained: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    data: str | Path | None = None,
+    samples: int = 8,
+    threads: int = 1,
+    progress: Progress | None = None,
+) -> ParityReport:
+    """``edgekit check``: rebuild the reference named in the file's edgekit metadata (or given) and compare.
+
+    Raises WeightsError when the rebuilt reference's weights differ from those the file was exported
+    with (so a parity failure is never blamed on the exporter when the reference is simply different).
+    """
+    from edgekit.export.metadata import read_metadata
+    from edgekit.models import resolve
+
+    meta = read_metadata(exported)
+    spec = model or meta.get("model")
+    if not spec:
+        raise DataError(f"{exported} carries no edgekit metadata naming its model; pass --model NAME")
+    if input_shape is None and meta.get("input_shape"):
+        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
+    if weights is None and not pretrained and meta.get("weights_kind") == "file" and model is None:
+        raise WeightsError(
+            f"{Path(exported).name} was exported with weights from a file; pass the same file with --weights FILE"
+        )
+    if meta.get("weights_kind") == "pretrained" and weights is None and model is None:
+        pretrained = True
+    handle = resolve(spec, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    recorded = meta.get("weights_sha256")
+    if recorded and model is None and recorded != handle.weights_sha256:
+        raise WeightsError(
+            f"the reference weights (sha256 {handle.weights_sha256[:12]}) differ from those {Path(exported).name} "
+            f"was exported with ({recorded[:12]}); pass the original file with --weights FILE"
+        )
+    return check_parity(exported, handle, data=data, samples=samples, threads=threads, progress=progress)

@@ -1,0 +1,97 @@
+"""Writing output files so that a failure never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgekit.errors import OutputError
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and prove it is writable.
+
+    Returns the directory as a Path. Raises OutputError (one line, naming the directory) when it cannot be
+    created or written, before any expensive work starts.
+    """
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".edgekit-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise OutputError(
+            f"cannot write to output directory {str(directory)!r} ({reason}); pass --output with a writable directory"
+        ) from None
+    return directory
+
+
+class StagedFiles:
+    """Files written under temporary names and renamed into place together on ``commit``.
+
+    Used as a context manager: if the block raises, every staged temporary file is removed, so a failed
+    export leaves nothing behind. Renames are atomic per file (same directory, ``os.replace``).
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+        self._committed = False
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+        """Write ``data`` to a temporary file beside ``path``; returns the temporary path."""
+        final = Path(path)
+        # The temporary name keeps the suffix so runtimes that dispatch on it can open the staged file.
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}")
+        tmp = Path(tmp_name)
+        self._staged.append((tmp, final))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {final} ({exc.strerror}); free disk space or choose another --output") from None
+        return tmp
+
+    def write_text(self, path: str | os.PathLike, text: str) -> Path:
+        return self.write_bytes(path, text.encode("utf-8"))
+
+    def commit(self) -> None:
+        for tmp, final in self._staged:
+            os.replace(tmp, final)
+        self._committed = True
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._staged.clear()
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._committed:
+            self.discard()
+
+
+@contextlib.contextmanager
+def staged_files() -> Iterator[StagedFiles]:
+    """Context manager form of StagedFiles; call ``commit()`` inside the block to publish the files."""
+    with StagedFiles() as staged:
+        yield staged
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,41 @@
+"""edgekit's provenance record inside exported files, so ``edgekit check FILE`` can rebuild the reference.
+
+Only facts that do not depend on the machine are stored (no paths, no timestamps): the export stays
+byte-deterministic and a shipped file leaks nothing about where it was built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.errors import ModelFileError
+
+PREFIX = "edgekit."
+
+
+def onnx_metadata_props(fields: dict[str, str]) -> list[tuple[str, str]]:
+    """The (key, value) pairs to store as ONNX metadata_props, in a fixed order."""
+    return [(PREFIX + key, str(fields[key])) for key in sorted(fields)]
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Read edgekit's metadata from an exported file (empty dict when the file has none).
+
+    Raises ModelFileError for a missing, empty or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}; pass the path of an exported .onnx or .tflite file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"model file {path} is empty; export it again")
+    if path.suffix == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and friends from protobuf
+            raise ModelFileError(
+                f"{path} is not a readable ONNX file ({exc.__class__.__name__}); it may be truncated: export it again"
+            ) from None
+        return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    return {}

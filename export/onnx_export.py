@@ -1,0 +1,220 @@
+"""PyTorch -> ONNX: TorchScript exporter at a stable opset, onnxsim, then edgekit's channel-shuffle passes.
+
+The TorchScript exporter (``dynamo=False``) is used on purpose: at opset 17 it gives a clean graph that
+onnxsim folds to constants, while the dynamo exporter of torch 2.13 emits opset-18 ``Split(num_outputs)``
+inside a model labelled opset 17, which onnxsim and strict checkers reject.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from edgekit.check import Progress, check_parity
+from edgekit.errors import ExportError, ParityError, UserModelError
+from edgekit.export.metadata import onnx_metadata_props
+from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
+from edgekit.export.versions import tool_versions
+from edgekit.fileio import ensure_writable_dir, sha256_bytes, staged_files
+
+DEFAULT_OPSET = 17
+DEFAULT_SHUFFLE_LOWERING = "fused"
+
+
+def export_onnx(
+    model: str = "shufflenet_v2_x1_0",
+    *,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    output_dir: str | Path = "edgekit-out",
+    shuffle_lowering: str = DEFAULT_SHUFFLE_LOWERING,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    data: str | Path | None = None,
+    samples: int = 8,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export a registry model or user factory to ``output_dir/<name>.onnx``, ``<name>.json`` (the export
+    report) and ``<name>.html`` (the same report for people).
+
+    Runs the parity check on the staged file unless ``check`` is False; a failed check raises ParityError
+    and, like any other failure, leaves no file behind. Returns the ExportResult written to the JSON
+    report. Raises EdgekitError subclasses for unknown models, bad weights, unwritable output, bad data.
+    """
+    from edgekit.export.passes import SHUFFLE_LOWERINGS
+    from edgekit.models import resolve
+
+    if shuffle_lowering not in SHUFFLE_LOWERINGS:
+        raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
+    say = progress or (lambda _msg: None)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    out_dir = ensure_writable_dir(output_dir)
+    say(f"building {model}")
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    lap("build")
+    say(f"exporting {handle.name} to ONNX opset {opset}")
+    onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
+    lap("torch_onnx_export")
+    say("simplifying with onnxsim")
+    onnx_model = simplify(onnx_model)
+    lap("simplify")
+    say(f"lowering channel shuffles ({shuffle_lowering})")
+    onnx_model, pass_results, matches = _apply_passes(onnx_model, shuffle_lowering)
+    lap("passes")
+
+    weights_kind = "file" if weights else ("pretrained" if pretrained else "deterministic")
+    fields = {
+        "model": model,
+        "input_shape": ",".join(str(d) for d in handle.input_shape),
+        "weights_kind": weights_kind,
+        "weights_sha256": handle.weights_sha256,
+        "shuffle_lowering": shuffle_lowering,
+        "precision": "fp32",
+    }
+    data_bytes = finalize(onnx_model, fields)
+    lap("finalize")
+
+    model_path = out_dir / f"{handle.name}.onnx"
+    report_path = out_dir / f"{handle.name}.json"
+    with staged_files() as staged:
+        staged_model = staged.write_bytes(model_path, data_bytes)
+        parity = None
+        if check:
+            say("checking parity against PyTorch")
+            parity = check_parity(staged_model, handle, data=data, samples=samples, progress=say)
+            lap("parity")
+            if not parity.passed:
+                raise ParityError(
+                    f"parity check failed ({'; '.join(parity.failures)}); nothing was written — "
+                    "rerun with --no-check to keep the file for inspection"
+                )
+        result = ExportResult(
+            model=handle.name,
+            format="onnx",
+            precision="fp32",
+            path=str(model_path),
+            report_path=str(report_path),
+            file_size=len(data_bytes),
+            file_sha256=sha256_bytes(data_bytes),
+            input_shape=tuple(handle.input_shape),
+            weights_source=handle.weights_source,
+            weights_sha256=handle.weights_sha256,
+            opset=opset,
+            shuffle_lowering=shuffle_lowering,
+            versions=tool_versions("torch", "onnx", "onnxsim", "onnxruntime"),
+            op_histogram=op_histogram(onnx_model),
+            shuffles=[
+                ShuffleRecord(
+                    output=m.output, channels=m.channels, groups=m.groups, spelling=m.spelling,
+                    lowering=shuffle_lowering,
+                )
+                for m in matches
+            ],
+            passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
+            parity=parity,
+            seconds=seconds,
+        )
+        from edgekit.report import export_html, to_json
+
+        staged.write_text(report_path, to_json(result))
+        staged.write_text(out_dir / f"{handle.name}.html", export_html(result))
+        staged.commit()
+    return result
+
+
+def torch_to_onnx(module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):
+    """Export ``module`` (eval mode) on a static input shape; returns an onnx.ModelProto.
+
+    Raises UserModelError when the model's forward fails on that shape, ExportError when the exporter does.
+    """
+    import onnx
+    import torch
+
+    example = torch.zeros(*input_shape)
+    try:
+        with torch.no_grad():
+            outputs = module(example)
+    except Exception as exc:
+        raise UserModelError(
+            f"the model's forward pass failed on input shape {','.join(map(str, input_shape))} "
+            f"({exc.__class__.__name__}: {_first_line(exc)}); check --input-shape"
+        ) from None
+    count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
+    output_names = ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=output_names,
+                do_constant_folding=True,
+            )
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed: {exc.__class__.__name__}: {_first_line(exc)}") from None
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def simplify(onnx_model):
+    """Fold constants and shape arithmetic with onnxsim; raises ExportError if it cannot prove equivalence."""
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(onnx_model)
+    except Exception as exc:
+        raise ExportError(f"onnxsim failed: {exc.__class__.__name__}: {_first_line(exc)}") from None
+    if not ok:
+        raise ExportError("onnxsim could not verify the simplified model; rerun with a different --opset")
+    return simplified
+
+
+def _apply_passes(onnx_model, lowering: str):
+    from edgekit.export.passes import apply_shuffle_passes
+
+    return apply_shuffle_passes(onnx_model, lowering)
+
+
+def finalize(onnx_model, fields: dict[str, str]) -> bytes:
+    """Stamp producer and provenance metadata, validate, and serialise deterministically."""
+    import onnx
+
+    from edgekit import __version__
+
+    onnx_model.producer_name = "edgekit"
+    onnx_model.producer_version = __version__
+    del onnx_model.metadata_props[:]
+    for key, value in onnx_metadata_props(fields):
+        onnx_model.metadata_props.add(key=key, value=value)
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported graph is not valid ONNX: {_first_line(exc)}") from None
+    return onnx_model.SerializeToString(deterministic=True)
+
+
+def op_histogram(onnx_model) -> dict[str, int]:
+    """Count of each op type in the main graph, most frequent first, ties by name."""
+    counts = Counter(node.op_type for node in onnx_model.graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

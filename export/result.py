@@ -1,0 +1,48 @@
+"""What an export did, as a plain dataclass that serialises to the export report (``<model>.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ShuffleRecord:
+    """One channel shuffle found in the exported graph and how it was lowered."""
+
+    output: str
+    channels: int
+    groups: int
+    spelling: str
+    lowering: str
+
+
+@dataclass
+class PassRecord:
+    name: str
+    changed: int
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportResult:
+    """Everything an export wrote and measured; ``report_path`` holds this record as JSON."""
+
+    model: str
+    format: str
+    precision: str
+    path: str
+    report_path: str
+    file_size: int
+    file_sha256: str
+    input_shape: tuple[int, ...]
+    weights_source: str
+    weights_sha256: str
+    opset: int | None
+    shuffle_lowering: str
+    versions: dict[str, str]
+    op_histogram: dict[str, int]
+    shuffles: list[ShuffleRecord]
+    passes: list[PassRecord]
+    parity: Any | None = None  # ParityReport, or None when the check was skipped
+    seconds: dict[str, float] = field(default_factory=dict)

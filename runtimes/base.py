@@ -1,0 +1,191 @@
+"""What every edgekit runtime looks like: tensor descriptions and the ``Runtime`` base class.
+
+A runtime owns one loaded model in one inference engine. Callers always hand it float32 NCHW and get
+float32 back; layout changes and int8 (de)quantisation are the runtime's business, so the parity check
+and the benchmark compare engines without knowing how each one stores tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from edgekit.errors import DataError, EdgekitError, ModelFileError
+
+Layout = Literal["NCHW", "NHWC"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the engine stores it.
+
+    ``shape`` is in the engine's own layout (``layout``), with ``None`` for a dynamic dimension.
+    ``dtype`` is a NumPy dtype name (``"float32"``, ``"int8"``, ...). ``scale`` and ``zero_point``
+    are the affine quantisation (``real = scale * (q - zero_point)``) of an integer tensor, else None.
+    """
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    layout: Layout | None = None
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        """True when the tensor holds integers that stand for reals through ``scale``/``zero_point``."""
+        return self.scale is not None
+
+
+class Runtime(ABC):
+    """A loaded model in one inference engine.
+
+    Subclasses set ``name`` (``"torch"``, ``"onnxruntime"`` or ``"litert"``), ``version``, ``inputs``,
+    ``outputs`` and ``threads`` and implement ``_run`` and ``_close``. Use as a context manager, or call
+    ``close()``, to release the engine.
+    """
+
+    name: str
+    version: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    threads: int
+
+    _closed = False
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run the model on one batch.
+
+        In: ``x``, a float array in NCHW (or the model's own rank for non-image inputs); other float
+        dtypes are cast to float32. Out: the model's outputs as float32 arrays in the model's output
+        order; 4-D outputs are NCHW (a channels-last model's outputs are transposed back). Raises ``DataError`` for integer input or a shape that does not fit the
+        model; ``RuntimeError`` after ``close()``.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.name} runtime is closed")
+        return self._run(as_float32(x))
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """The options this runtime was opened with, for reports (``threads`` and engine-specific ones)."""
+        return {"threads": self.threads}
+
+    def close(self) -> None:
+        """Release the engine; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(spec.shape) for spec in self.inputs)
+        return f"<{type(self).__name__} {self.name} {self.version} inputs=[{shapes}] threads={self.threads}>"
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run on float32 input already checked by ``run``."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release engine resources."""
+
+
+def as_float32(x: np.ndarray) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 array; raise ``DataError`` for non-float data."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(
+            f"runtime input has dtype {x.dtype}; pass preprocessed float32 NCHW "
+            "(edgekit.data.preprocess turns uint8 images into it)"
+        )
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def guess_layout(shape: Sequence[int | None], default: Layout) -> Layout | None:
+    """The layout of a model input from its shape: None unless 4-D, NHWC when the last dimension looks
+    like channels (1, 3 or 4) and dimension 1 does not, NCHW for the reverse, ``default`` when unsure."""
+    if len(shape) != 4:
+        return None
+    channels = (1, 3, 4)
+    if shape[3] in channels and shape[1] not in channels:
+        return "NHWC"
+    if shape[1] in channels and shape[3] not in channels:
+        return "NCHW"
+    return default
+
+
+def to_model_layout(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Check NCHW input ``x`` against ``spec`` and return it in the model's layout (contiguous).
+
+    Raises ``DataError`` when the rank or a fixed non-batch dimension does not match.
+    """
+    expected = spec.shape
+    if spec.layout == "NHWC":
+        expected = (spec.shape[0], spec.shape[3], spec.shape[1], spec.shape[2])
+    if x.ndim != len(expected) or any(
+        want is not None and got != want for got, want in zip(x.shape[1:], expected[1:], strict=True)
+    ):
+        want = "x".join("?" if d is None else str(d) for d in expected)
+        raise DataError(
+            f"input shape {'x'.join(map(str, x.shape))} does not fit the model's input "
+            f"'{spec.name}' ({want}, NCHW); resize the inputs to the model's input shape"
+        )
+    if spec.layout == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
+def batches(x: np.ndarray, model_batch: int | None) -> list[np.ndarray]:
+    """Split ``x`` along dimension 0 into chunks the model accepts.
+
+    A dynamic batch (None) or a matching one takes ``x`` whole; a fixed batch that divides ``len(x)``
+    takes it in chunks. Raises ``DataError`` otherwise.
+    """
+    if model_batch is None or x.shape[0] == model_batch:
+        return [x]
+    if model_batch > 0 and x.shape[0] % model_batch == 0:
+        return [x[i : i + model_batch] for i in range(0, x.shape[0], model_batch)]
+    raise DataError(
+        f"batch of {x.shape[0]} does not split into the model's fixed batch of {model_batch}; "
+        f"pass a multiple of {model_batch}"
+    )
+
+
+def check_threads(threads: int) -> int:
+    """Return ``threads`` if it is a positive int, else raise ``EdgekitError``."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise EdgekitError(f"threads must be a positive integer, got {threads!r}")
+    return threads
+
+
+def check_model_file(path: str | os.PathLike[str], kind: str) -> Path:
+    """Return ``path`` as a Path after checking it names a non-empty file.
+
+    Raises ``ModelFileError`` (one line naming the file and the fix) when it is missing, not a file, or
+    empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{kind} model file {path} does not exist; check the path or re-export it")
+    if not path.is_file():
+        raise ModelFileError(f"{kind} model path {path} is not a file; pass the exported model file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{kind} model file {path} is empty; re-export it")
+    return path
+
+
+def one_line(message: object, limit: int = 200) -> str:
+    """Collapse an engine's (possibly multi-line) error message to one short line."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

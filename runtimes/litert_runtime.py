@@ -1,0 +1,152 @@
+"""LiteRT (TensorFlow Lite) interpreter for ``.tflite`` files, from ``ai-edge-litert`` or ``tflite-runtime``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, ModelFileError
+
+from .base import (
+    Runtime,
+    TensorSpec,
+    batches,
+    check_model_file,
+    check_threads,
+    guess_layout,
+    one_line,
+    to_model_layout,
+)
+
+
+def load_interpreter_module() -> tuple[Any, Any, str, str]:
+    """The installed LiteRT interpreter: ``(Interpreter, OpResolverType, package name, version)``.
+
+    Prefers ``ai_edge_litert`` and falls back to ``tflite_runtime``. Raises ``EdgekitError`` when
+    neither is installed.
+    """
+    try:
+        import ai_edge_litert
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        return Interpreter, OpResolverType, "ai-edge-litert", ai_edge_litert.__version__
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime.interpreter import Interpreter, OpResolverType
+
+        return Interpreter, OpResolverType, "tflite-runtime", tflite_runtime.__version__
+    except ImportError:
+        raise EdgekitError(
+            "no LiteRT interpreter is installed; pip install ai-edge-litert to run .tflite models"
+        ) from None
+
+
+class LiteRTRuntime(Runtime):
+    """A LiteRT ``Interpreter`` over a ``.tflite`` file.
+
+    ``threads`` is the interpreter's ``num_threads``. ``xnnpack=True`` keeps LiteRT's default of
+    delegating supported ops to XNNPACK; ``xnnpack=False`` opens the interpreter with
+    ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`` so every op runs on the builtin kernels.
+    4-D inputs are NHWC unless their shape says NCHW; NCHW input is transposed to match, and 4-D outputs
+    of an NHWC model are transposed back to NCHW. int8/uint8/int16 inputs are quantised with the input's
+    scale and zero point (rounding half away from zero, as TFLite's QUANTIZE op does) and integer
+    outputs are dequantised. A batch larger than a fixed model batch runs in model-sized chunks; a
+    dynamic batch is resized to fit.
+    """
+
+    name = "litert"
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1, xnnpack: bool = True) -> None:
+        self.path = check_model_file(path, "TFLite")
+        self.threads = check_threads(threads)
+        self.xnnpack = bool(xnnpack)
+        interpreter_cls, resolver, self.package, self.version = load_interpreter_module()
+        resolver_type = resolver.AUTO if self.xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self._interpreter = interpreter_cls(
+                model_path=str(self.path),
+                num_threads=self.threads,
+                experimental_op_resolver_type=resolver_type,
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"LiteRT cannot load {self.path} ({one_line(exc)}); re-export the model"
+            ) from exc
+
+        input_details = self._interpreter.get_input_details()
+        if len(input_details) != 1:
+            raise ModelFileError(
+                f"{self.path} has {len(input_details)} inputs; edgekit runs single-input models"
+            )
+        self._input_index = int(input_details[0]["index"])
+        self._output_indices = [int(d["index"]) for d in self._interpreter.get_output_details()]
+        self.inputs = [self._spec(d, guess_layout(d["shape_signature"], "NHWC")) for d in input_details]
+        channels_last = self.inputs[0].layout == "NHWC"
+        self.outputs = [
+            self._spec(d, ("NHWC" if channels_last else "NCHW") if len(d["shape_signature"]) == 4 else None)
+            for d in self._interpreter.get_output_details()
+        ]
+        self._resized_to: tuple[int, ...] = tuple(int(d) for d in input_details[0]["shape"])
+
+    def _spec(self, detail: dict, layout: str | None) -> TensorSpec:
+        shape = tuple(int(d) if d >= 0 else None for d in detail["shape_signature"])
+        dtype = np.dtype(detail["dtype"]).name
+        scales = detail["quantization_parameters"]["scales"]
+        if len(scales) > 1:
+            raise ModelFileError(
+                f"{self.path} tensor '{detail['name']}' is quantised per channel; "
+                "edgekit needs per-tensor quantisation on model inputs and outputs"
+            )
+        scale, zero_point = detail["quantization"]
+        if scale == 0.0 or dtype.startswith("float"):
+            return TensorSpec(detail["name"], shape, dtype, layout)
+        return TensorSpec(detail["name"], shape, dtype, layout, float(scale), int(zero_point))
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """``threads`` and ``xnnpack``."""
+        return {"threads": self.threads, "xnnpack": self.xnnpack}
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        spec = self.inputs[0]
+        x = _quantize(to_model_layout(x, spec), spec)
+        results = [self._invoke(chunk) for chunk in batches(x, spec.shape[0])]
+        outputs = []
+        for i, out_spec in enumerate(self.outputs):
+            y = np.concatenate([r[i] for r in results]) if len(results) > 1 else results[0][i]
+            if out_spec.scale is not None:
+                y = (y.astype(np.float32) - out_spec.zero_point) * np.float32(out_spec.scale)
+            y = np.asarray(y, dtype=np.float32)
+            if out_spec.layout == "NHWC":
+                y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+            outputs.append(y)
+        return outputs
+
+    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape != self._resized_to:
+            # Only reached for a dynamic dimension: fixed ones were checked or split into batches.
+            self._interpreter.resize_tensor_input(self._input_index, list(x.shape))
+            self._interpreter.allocate_tensors()
+            self._resized_to = x.shape
+        self._interpreter.set_tensor(self._input_index, x)
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(i) for i in self._output_indices]
+
+    def _close(self) -> None:
+        del self._interpreter
+
+
+def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float input in the model's layout -> the model's input dtype."""
+    if spec.scale is None:
+        return x if spec.dtype == "float32" else x.astype(spec.dtype)
+    info = np.iinfo(spec.dtype)
+    scaled = x / np.float32(spec.scale)
+    # TFLite rounds half away from zero (std::round); np.rint would round half to even.
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + spec.zero_point
+    return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(spec.dtype))

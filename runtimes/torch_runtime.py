@@ -1,0 +1,80 @@
+"""PyTorch eager execution of an ``nn.Module``: the reference every exported model is checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekit.errors import EdgekitError
+
+from .base import Runtime, TensorSpec, check_threads, to_model_layout
+
+
+class TorchRuntime(Runtime):
+    """Runs an ``nn.Module`` in eval mode under ``torch.inference_mode``.
+
+    ``threads`` is applied with ``torch.set_num_threads`` for the duration of each ``run`` and the
+    previous setting restored afterwards, so opening a runtime does not change the process. The module's
+    train/eval flag is likewise restored after each run. ``input_shape`` (NCHW, batch included) is
+    optional; when given, inputs are checked against it and ``inputs`` describes it.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self, module: nn.Module, *, threads: int = 1, input_shape: Sequence[int] | None = None
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise EdgekitError(f"TorchRuntime needs a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.threads = check_threads(threads)
+        self.version = torch.__version__
+        if input_shape is not None:
+            shape: tuple[int | None, ...] = (None, *(int(d) for d in tuple(input_shape)[1:]))
+            layout = "NCHW" if len(shape) == 4 else None
+            self.inputs = [TensorSpec("input", shape, "float32", layout)]
+        else:
+            self.inputs = [TensorSpec("input", (None, None, None, None), "float32", "NCHW")]
+        # Known once the module has run: an eager module does not declare its outputs.
+        self.outputs = []
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        spec = self.inputs[0]
+        if any(d is not None for d in spec.shape):
+            x = to_model_layout(x, spec)
+        previous_threads = torch.get_num_threads()
+        was_training = self.module.training
+        try:
+            torch.set_num_threads(self.threads)
+            self.module.eval()
+            with torch.inference_mode():
+                result = self.module(torch.from_numpy(x))
+        finally:
+            self.module.train(was_training)
+            torch.set_num_threads(previous_threads)
+        outputs = [t.detach().to(torch.float32).numpy() for t in _flatten(result)]
+        if not self.outputs:
+            self.outputs = [
+                TensorSpec(f"output{i}", (None, *y.shape[1:]), "float32", "NCHW" if y.ndim == 4 else None)
+                for i, y in enumerate(outputs)
+            ]
+        return outputs
+
+    def _close(self) -> None:
+        del self.module
+
+
+def _flatten(result: object) -> list[torch.Tensor]:
+    """The tensors of a module's result, in order: a tensor, or nested tuples/lists/dicts of them."""
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, dict):
+        return [t for value in result.values() for t in _flatten(value)]
+    if isinstance(result, (tuple, list)):
+        return [t for value in result for t in _flatten(value)]
+    raise EdgekitError(
+        f"model returned {type(result).__name__}; edgekit needs a tensor or a tuple/list/dict of tensors"
+    )
