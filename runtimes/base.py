@@ -64,8 +64,9 @@ class Runtime(ABC):
 
         In: ``x``, a float array in NCHW (or the model's own rank for non-image inputs); other float
         dtypes are cast to float32. Out: the model's outputs as float32 arrays in the model's output
-        order; 4-D outputs are NCHW (a channels-last model's outputs are transposed back). Raises ``DataError`` for integer input or a shape that does not fit the
-        model; ``RuntimeError`` after ``close()``.
+        order; 4-D outputs are NCHW (a channels-last model's outputs are transposed back).
+        Raises ``DataError`` for integer input or a shape that does not fit the model;
+        ``RuntimeError`` after ``close()``.
         """
         if self._closed:
             raise RuntimeError(f"{self.name} runtime is closed")

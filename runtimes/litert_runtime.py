@@ -1,4 +1,4 @@
-"""LiteRT (TensorFlow Lite) interpreter for ``.tflite`` files, from ``ai-edge-litert`` or ``tflite-runtime``."""
+"""The LiteRT (TensorFlow Lite) interpreter for ``.tflite`` files, from ai-edge-litert or tflite-runtime."""
 
 from __future__ import annotations
 

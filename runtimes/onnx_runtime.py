@@ -56,9 +56,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, threads: int = 1, optimization: str = "all"
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1, optimization: str = "all") -> None:
         self.path = check_model_file(path, "ONNX")
         self.threads = check_threads(threads)
         if optimization not in OPTIMIZATION_LEVELS:
