@@ -73,6 +73,15 @@ class Runtime(ABC):
         return self._run(as_float32(x))
 
     @property
+    def precision(self) -> str:
+        """The numeric precision the model computes in: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+
+        Read from the weights and ops, not the I/O dtypes, so an int8 model with float inputs (ONNX QDQ,
+        TFLite with float I/O) still says ``"int8"``. The base class answers ``"fp32"``.
+        """
+        return "fp32"
+
+    @property
     def settings(self) -> dict[str, object]:
         """The options this runtime was opened with, for reports (``threads`` and engine-specific ones)."""
         return {"threads": self.threads}

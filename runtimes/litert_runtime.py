@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -85,16 +86,16 @@ class LiteRTRuntime(Runtime):
             )
         self._input_index = int(input_details[0]["index"])
         self._output_indices = [int(d["index"]) for d in self._interpreter.get_output_details()]
-        self.inputs = [self._spec(d, guess_layout(d["shape_signature"], "NHWC")) for d in input_details]
+        self.inputs = [self._spec(d, guess_layout(_signature(d), "NHWC")) for d in input_details]
         channels_last = self.inputs[0].layout == "NHWC"
         self.outputs = [
-            self._spec(d, ("NHWC" if channels_last else "NCHW") if len(d["shape_signature"]) == 4 else None)
+            self._spec(d, ("NHWC" if channels_last else "NCHW") if len(_signature(d)) == 4 else None)
             for d in self._interpreter.get_output_details()
         ]
         self._resized_to: tuple[int, ...] = tuple(int(d) for d in input_details[0]["shape"])
 
     def _spec(self, detail: dict, layout: str | None) -> TensorSpec:
-        shape = tuple(int(d) if d >= 0 else None for d in detail["shape_signature"])
+        shape = _signature(detail)
         dtype = np.dtype(detail["dtype"]).name
         scales = detail["quantization_parameters"]["scales"]
         if len(scales) > 1:
@@ -106,6 +107,17 @@ class LiteRTRuntime(Runtime):
         if scale == 0.0 or dtype.startswith("float"):
             return TensorSpec(detail["name"], shape, dtype, layout)
         return TensorSpec(detail["name"], shape, dtype, layout, float(scale), int(zero_point))
+
+    @cached_property
+    def precision(self) -> str:
+        """``"int8"`` if any tensor is int8/uint8/int16 (full or dynamic-range quantisation), ``"fp16"`` if
+        any is float16 (float16 weights), else ``"fp32"``."""
+        dtypes = {np.dtype(d["dtype"]).name for d in self._interpreter.get_tensor_details()}
+        if dtypes & {"int8", "uint8", "int16"}:
+            return "int8"
+        if "float16" in dtypes:
+            return "fp16"
+        return "fp32"
 
     @property
     def settings(self) -> dict[str, object]:
@@ -139,6 +151,14 @@ class LiteRTRuntime(Runtime):
 
     def _close(self) -> None:
         del self._interpreter
+
+
+def _signature(detail: dict) -> tuple[int | None, ...]:
+    """A tensor's shape with None for dynamic dimensions (LiteRT marks them -1 in ``shape_signature``)."""
+    signature = detail.get("shape_signature")
+    if signature is None or len(signature) != len(detail["shape"]):
+        signature = detail["shape"]
+    return tuple(int(d) if d >= 0 else None for d in signature)
 
 
 def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:

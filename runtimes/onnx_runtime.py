@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 import numpy as np
 import onnxruntime as ort
@@ -41,6 +42,15 @@ _ORT_TYPES = {
 }
 _FLOAT_TYPES = ("float32", "float16", "float64")
 _QUANTIZED_TYPES = ("int8", "uint8", "int16", "uint16")
+_QUANTIZED_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+}
 
 
 class OnnxRuntime(Runtime):
@@ -111,6 +121,24 @@ class OnnxRuntime(Runtime):
             scale, zero_point = qparams.get(arg.name, (None, None))
             layout = ("NHWC" if channels_last else "NCHW") if len(shape) == 4 else None
             self.outputs.append(TensorSpec(arg.name, shape, dtype, layout, scale, zero_point))
+
+    @cached_property
+    def precision(self) -> str:
+        """``"int8"`` if the graph quantises (QDQ or integer ops, int8/uint8 weights), ``"fp16"`` if it
+        holds float16 weights or I/O, else ``"fp32"``. Parses the file once, on first use."""
+        import onnx
+
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        initializer_types = {init.data_type for init in graph.initializer}
+        if any(node.op_type in _QUANTIZED_OPS for node in graph.node) or initializer_types & {
+            onnx.TensorProto.INT8,
+            onnx.TensorProto.UINT8,
+        }:
+            return "int8"
+        io_types = {spec.dtype for spec in self.inputs + self.outputs}
+        if onnx.TensorProto.FLOAT16 in initializer_types or "float16" in io_types:
+            return "fp16"
+        return "fp32"
 
     @property
     def settings(self) -> dict[str, object]:

@@ -47,8 +47,11 @@ class _Graph:
         self.buffers = [schema.BufferT()]  # buffer 0 is the conventional empty buffer
         self.tensors: list[schema.TensorT] = []
 
-    def activation(self, name: str, shape, dtype, quant: Quant | None = None) -> int:
-        return self._tensor(name, shape, dtype, 0, quant)
+    def activation(self, name: str, shape, dtype, quant: Quant | None = None, dynamic_batch=False) -> int:
+        index = self._tensor(name, shape, dtype, 0, quant)
+        if dynamic_batch:
+            self.tensors[index].shapeSignature = [-1, *self.tensors[index].shape[1:]]
+        return index
 
     def constant(self, name: str, value: np.ndarray, quant: Quant | None = None) -> int:
         self.buffers.append(schema.BufferT(data=np.frombuffer(value.tobytes(), dtype=np.uint8)))
@@ -91,17 +94,28 @@ class _Graph:
         return bytes(builder.Output())
 
 
-def conv2d_float(weight: np.ndarray, bias: np.ndarray, *, height: int, width: int, batch: int = 1) -> bytes:
+def conv2d_float(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    *,
+    height: int,
+    width: int,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+) -> bytes:
     """A float32 CONV_2D model, NHWC input ``(batch, height, width, C)``, VALID padding, stride 1.
 
-    ``weight`` is PyTorch-layout ``(O, C, KH, KW)`` float32 and ``bias`` is ``(O,)``.
+    ``weight`` is PyTorch-layout ``(O, C, KH, KW)`` float32 and ``bias`` is ``(O,)``. With
+    ``dynamic_batch`` the input and output shape signatures carry -1 as their batch.
     """
     out_c, in_c, kh, kw = weight.shape
     g = _Graph()
-    x = g.activation("input", (batch, height, width, in_c), np.float32)
+    x = g.activation("input", (batch, height, width, in_c), np.float32, dynamic_batch=dynamic_batch)
     w = g.constant("weight", np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=np.float32))
     b = g.constant("bias", bias.astype(np.float32))
-    y = g.activation("output", (batch, height - kh + 1, width - kw + 1, out_c), np.float32)
+    y = g.activation(
+        "output", (batch, height - kh + 1, width - kw + 1, out_c), np.float32, dynamic_batch=dynamic_batch
+    )
     options = schema.Conv2DOptionsT(padding=schema.Padding.VALID, strideW=1, strideH=1)
     return g.serialize(
         schema.BuiltinOperator.CONV_2D, schema.BuiltinOptions.Conv2DOptions, options, [x, w, b], y
