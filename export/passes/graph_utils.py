@@ -97,7 +97,7 @@ class GraphIndex:
         return readers[0]
 
     def constant(self, tensor: str) -> np.ndarray | None:
-        """The value of ``tensor`` if it is an initializer (not overridable by a graph input) or a Constant."""
+        """The value of ``tensor`` if it is a Constant or an initializer no graph input overrides."""
         if tensor in self.initializers and tensor not in self.graph_inputs:
             return numpy_helper.to_array(self.initializers[tensor])
         node = self.producer.get(tensor)
@@ -282,6 +282,26 @@ def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
     return reads
 
 
-def make_node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs) -> onnx.NodeProto:
+def make_node(
+    op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs
+) -> onnx.NodeProto:
     """``onnx.helper.make_node`` with the name required, so no pass forgets to give one."""
     return helper.make_node(op_type, list(inputs), list(outputs), name=name, **attrs)
+
+
+def split_node(
+    model: onnx.ModelProto,
+    names: NameAllocator,
+    base: str,
+    source: str,
+    axis: int,
+    sizes: Sequence[int],
+    outputs: Sequence[str],
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """A Split of ``source`` along ``axis`` into ``sizes`` named ``outputs``, in the spelling the model's
+    opset wants (sizes as an input from opset 13, as an attribute before)."""
+    name = names.fresh(f"{base}/split")
+    if default_opset(model) < MIN_OPSET_FOR_INPUT_SIZES:
+        return [make_node("Split", [source], outputs, name, axis=axis, split=[int(s) for s in sizes])], []
+    split = int64_initializer(names, f"{base}/split_sizes", sizes)
+    return [make_node("Split", [source, split.name], outputs, name, axis=axis)], [split]
