@@ -50,10 +50,14 @@ class StagedFiles:
         tmp = Path(tmp_name)
         self._staged.append((tmp, final))
         try:
+            # mkstemp creates 0600; published files get the usual permissions (0666 less the umask).
+            os.fchmod(fd, 0o666 & ~_current_umask())
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
         except OSError as exc:
-            raise OutputError(f"cannot write {final} ({exc.strerror}); free disk space or choose another --output") from None
+            raise OutputError(
+                f"cannot write {final} ({exc.strerror}); free disk space or choose another --output"
+            ) from None
         return tmp
 
     def write_text(self, path: str | os.PathLike, text: str) -> Path:
@@ -83,6 +87,12 @@ def staged_files() -> Iterator[StagedFiles]:
     """Context manager form of StagedFiles; call ``commit()`` inside the block to publish the files."""
     with StagedFiles() as staged:
         yield staged
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -48,7 +48,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
         return "  ".join(parts).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
-    out += [line(c, r) for c, r in zip(cells, rows)]
+    out += [line(c, r) for c, r in zip(cells, rows, strict=True)]
     return "\n".join(out)
 
 

@@ -60,3 +60,11 @@ def test_shape_mismatch_raises():
 def test_cosine_of_opposite_vectors_is_minus_one():
     ref = np.array([[1.0, 2.0, 3.0]])
     assert compare_outputs("y", ref, -ref).cosine == pytest.approx(-1.0)
+
+
+def test_fp32_limit_grows_with_large_logits_only():
+    small = np.full((1, 8), 5.0)
+    assert judge([compare_outputs("y", small, small + 2e-4)], THRESHOLDS["fp32"])  # 1e-4 applies
+    large = np.full((1, 8), 50.0)
+    assert judge([compare_outputs("y", large, large + 4e-4)], THRESHOLDS["fp32"]) == []  # 1e-5 * 50
+    assert judge([compare_outputs("y", large, large + 6e-4)], THRESHOLDS["fp32"])

@@ -52,3 +52,14 @@ def test_output_path_that_is_a_file_is_rejected(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="--output"):
         ensure_writable_dir(blocker / "sub")
+
+
+def test_published_files_get_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with staged_files() as staged:
+            staged.write_bytes(tmp_path / "m.onnx", b"x")
+            staged.commit()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.onnx").stat().st_mode) == 0o644

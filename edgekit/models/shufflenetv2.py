@@ -153,7 +153,7 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x)
 
 
-def _meta(width: str, params: int, acc1: float, mflops: int, url: str) -> dict:
+def _meta(width: str, *, params: int, acc1: float, mflops: int) -> dict:
     # Numbers from torchvision's weight metadata (params, ImageNet-1k acc@1 with its eval transforms) and
     # the ShuffleNetV2 paper (Table 8 MFLOPs, i.e. multiply-adds).
     w = float(width[1:].replace("_", "."))
@@ -163,7 +163,6 @@ def _meta(width: str, params: int, acc1: float, mflops: int, url: str) -> dict:
         params=params,
         acc1=acc1,
         paper_mflops=mflops,
-        pretrained_url=url,
         input_shape=(1, 3, 224, 224),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -173,7 +172,8 @@ def _meta(width: str, params: int, acc1: float, mflops: int, url: str) -> dict:
 
 @register_model(
     "shufflenet_v2_x0_5",
-    **_meta("x0_5", 1366792, 60.552, 41, "https://download.pytorch.org/models/shufflenetv2_x0.5-f707e7126e.pth"),
+    **_meta("x0_5", params=1_366_792, acc1=60.552, mflops=41),
+    pretrained_url="https://download.pytorch.org/models/shufflenetv2_x0.5-f707e7126e.pth",
 )
 def shufflenet_v2_x0_5(num_classes: int = 1000) -> ShuffleNetV2:
     """ShuffleNetV2 0.5x, torchvision's ``shufflenet_v2_x0_5`` architecture."""
@@ -182,7 +182,8 @@ def shufflenet_v2_x0_5(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x1_0",
-    **_meta("x1_0", 2278604, 69.362, 146, "https://download.pytorch.org/models/shufflenetv2_x1-5666bf0f80.pth"),
+    **_meta("x1_0", params=2_278_604, acc1=69.362, mflops=146),
+    pretrained_url="https://download.pytorch.org/models/shufflenetv2_x1-5666bf0f80.pth",
 )
 def shufflenet_v2_x1_0(num_classes: int = 1000) -> ShuffleNetV2:
     """ShuffleNetV2 1.0x, torchvision's ``shufflenet_v2_x1_0`` architecture."""
@@ -191,7 +192,8 @@ def shufflenet_v2_x1_0(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x1_5",
-    **_meta("x1_5", 3503624, 72.996, 299, "https://download.pytorch.org/models/shufflenetv2_x1_5-3c479a10.pth"),
+    **_meta("x1_5", params=3_503_624, acc1=72.996, mflops=299),
+    pretrained_url="https://download.pytorch.org/models/shufflenetv2_x1_5-3c479a10.pth",
 )
 def shufflenet_v2_x1_5(num_classes: int = 1000) -> ShuffleNetV2:
     """ShuffleNetV2 1.5x, torchvision's ``shufflenet_v2_x1_5`` architecture."""
@@ -200,7 +202,8 @@ def shufflenet_v2_x1_5(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x2_0",
-    **_meta("x2_0", 7393996, 76.230, 591, "https://download.pytorch.org/models/shufflenetv2_x2_0-8be3c8ee.pth"),
+    **_meta("x2_0", params=7_393_996, acc1=76.230, mflops=591),
+    pretrained_url="https://download.pytorch.org/models/shufflenetv2_x2_0-8be3c8ee.pth",
 )
 def shufflenet_v2_x2_0(num_classes: int = 1000) -> ShuffleNetV2:
     """ShuffleNetV2 2.0x, torchvision's ``shufflenet_v2_x2_0`` architecture."""

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tflite_builder as tb
 import torch
-from edgekit.runtimes.base import TensorSpec
-from edgekit.runtimes.litert_runtime import LiteRTRuntime, _quantize
 from runtime_models import random_input
 
 from edgekit.errors import DataError, EdgekitError
+from edgekit.runtimes.base import TensorSpec
+from edgekit.runtimes.litert_runtime import LiteRTRuntime, _quantize
 
 H = W = 8
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from edgekit.runtimes.onnx_runtime import OnnxRuntime
 from onnx import TensorProto, helper
 from runtime_models import INPUT_SHAPE, random_input, torch_reference
 
 from edgekit.errors import DataError, EdgekitError, ModelFileError
+from edgekit.runtimes.onnx_runtime import OnnxRuntime
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tflite_builder as tb
+from runtime_models import INPUT_SHAPE, random_input, torch_reference
+
+from edgekit.errors import ModelFileError
 from edgekit.runtimes import SUPPORTED_SUFFIXES, open_runtime, runtime_versions
 from edgekit.runtimes.litert_runtime import LiteRTRuntime
 from edgekit.runtimes.onnx_runtime import OnnxRuntime
 from edgekit.runtimes.torch_runtime import TorchRuntime
-from runtime_models import INPUT_SHAPE, random_input, torch_reference
-
-from edgekit.errors import ModelFileError
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgekit.runtimes.base import TensorSpec, batches, guess_layout, one_line, to_model_layout
 
 from edgekit.errors import DataError
+from edgekit.runtimes.base import TensorSpec, batches, guess_layout, one_line, to_model_layout
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from edgekit.runtimes.torch_runtime import TorchRuntime
 from runtime_models import INPUT_SHAPE, random_input, torch_reference
 from torch import nn
 
 from edgekit.errors import DataError, EdgekitError
+from edgekit.runtimes.torch_runtime import TorchRuntime
 
 
 def test_runs_module(cnn):
