@@ -43,6 +43,16 @@ class OpProfileRow:
 
 
 @dataclass
+class OpTypeRow:
+    """One row of a per-op-type summary: how many ops of a type ran and their summed average time."""
+
+    op_type: str
+    count: int
+    avg_ms: float
+    percent: float | None = None
+
+
+@dataclass
 class CoreInfo:
     index: int
     max_khz: int | None = None
@@ -89,6 +99,10 @@ class BenchRun:
     temperature_c: float | None = None
     raw_output: str | None = None  # path of the tool's raw output kept beside the JSON
     error: str | None = None
+    op_type_summary: list[OpTypeRow] = field(default_factory=list)  # per op type, slowest first
+    # The tool's raw text as a target captured it; the writer moves it into ``raw_output`` (a file) and
+    # clears this field, so the JSON never carries the raw text.
+    raw_text: str | None = None
 
 
 @dataclass

@@ -87,39 +87,48 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 
 @main.command("export")
 @model_option
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="TFLite: full-integer int8 (per-channel weights, int8 activations).")
+@click.option("--calib", default=None, metavar="DIR|N",
+              help="int8 calibration: an image folder or a number of bundled images (default 100).")
+@click.option("--io", "io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+              help="int8 model input/output type (int8: an app feeds camera bytes directly).")
 @weights_option
 @pretrained_option
 @shape_option
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), default="edgekit-out",
               show_default=True, help="Directory for the model file and its report.")
 @click.option("--shuffle", "shuffle_lowering", default=None, metavar="LOWERING",
-              help="Channel-shuffle lowering: reshape, fused or concat (default: the fastest measured).")
+              help="Channel-shuffle lowering. ONNX: fused (default), reshape, concat. "
+                   "TFLite: folded (default), roundtrip, fused, reshape.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
 @click.option("--no-check", is_flag=True, help="Skip the parity check (and keep the file even if it is wrong).")
 @data_option
 @samples_option
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
-def export_command(model, fmt, weights, pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check,
-                   data, samples, as_json) -> None:
-    """Export a model (default shufflenet_v2_x1_0) and prove parity with PyTorch."""
+def export_command(model, fmt, int8, calib, io, weights, pretrained, input_shape, output_dir, shuffle_lowering,
+                   opset, no_check, data, samples, as_json) -> None:
+    """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
+    from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
     from edgekit.report import render_export, to_json
 
-    result = export_onnx(
-        model or "shufflenet_v2_x1_0",
-        weights=weights,
-        pretrained=pretrained,
-        input_shape=input_shape,
-        output_dir=output_dir,
-        shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
-        opset=opset or DEFAULT_OPSET,
-        check=not no_check,
-        data=data,
-        samples=samples,
-        progress=_progress,
-    )
+    common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
+                  check=not no_check, data=data, samples=samples, progress=_progress)
+    if fmt == "tflite":
+        if opset is not None:
+            raise click.UsageError("--opset applies to --format onnx only")
+        result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
+                               shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **common)
+    else:
+        if int8 or calib is not None:
+            raise click.UsageError(
+                "--int8 and --calib apply to --format tflite; for ONNX, export fp32 (int8 ONNX is not built yet)"
+            )
+        result = export_onnx(model or "shufflenet_v2_x1_0",
+                             shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
+                             opset=opset or DEFAULT_OPSET, **common)
     click.echo(to_json(result) if as_json else render_export(result), nl=not as_json)
 
 
@@ -145,6 +154,78 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
     )
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)
     if not report.passed:
+        sys.exit(1)
+
+
+def _int_list(_ctx, _param, value):
+    try:
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise click.BadParameter(f"{value!r}: give positive thread counts such as 1,2,4")
+    return values
+
+
+def _name_list(_ctx, _param, value):
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in ("cpu", "xnnpack", "gpu", "nnapi")]
+    if not names or unknown:
+        raise click.BadParameter(f"{value!r}: choose from cpu, xnnpack, gpu, nnapi (comma-separated)")
+    return names
+
+
+@main.command("bench")
+@click.argument("model_file", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("--target", "target_spec", default="host", show_default=True,
+              metavar="host|adb[:SERIAL]|ssh:USER@HOST|all", help="Where to run the model.")
+@click.option("--threads", callback=_int_list, default="1", show_default=True, metavar="N[,N...]")
+@click.option("--accelerator", callback=_name_list, default=None, metavar="cpu,xnnpack,gpu,nnapi",
+              help="Accelerators to compare (default: the tool's default for the model).")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs.")
+@click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Minimum seconds of timed runs per configuration.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up runs.")
+@click.option("--cooldown", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds of idle between configurations.")
+@click.option("--op-profile", is_flag=True, help="Also record the per-op profile.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a configuration may take (then its partial result is kept).")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), default="edgekit-bench",
+              show_default=True, help="Directory for bench.json, bench.md, bench.html and raw tool output.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
+              help="benchmark_model / onnxruntime_perf_test built for the device.")
+@click.option("--download-binary", is_flag=True,
+              help="Download TFLite's prebuilt benchmark_model for the device's ABI into the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the benchmark report as JSON on stdout.")
+@_one_line_errors
+def bench_command(model_file, target_spec, threads, accelerator, runs, min_secs, warmup, cooldown, op_profile,
+                  timeout, output_dir, benchmark_binary, download_binary, as_json) -> None:
+    """Measure MODEL (.tflite/.onnx) per thread count and accelerator; write JSON, Markdown and HTML."""
+    from pathlib import Path
+
+    from edgekit.android_bench import make_targets
+    from edgekit.android_bench.bench import run_benchmarks, write_bench_outputs
+    from edgekit.errors import ModelFileError
+    from edgekit.report import render_bench, to_json
+
+    if not Path(model_file).is_file():
+        raise ModelFileError(f"model file {model_file} does not exist; pass an exported .tflite or .onnx file")
+    options = {}
+    if target_spec != "host":
+        options = {"benchmark_binary": benchmark_binary, "download_binary": download_binary,
+                   "progress": _progress}
+    targets = make_targets(target_spec, **options)
+    report = run_benchmarks(
+        model_file, targets, threads=threads, accelerators=accelerator, runs=runs, min_secs=min_secs,
+        warmup=warmup, cooldown=cooldown, op_profile=op_profile, timeout=timeout, progress=_progress,
+    )
+    paths = write_bench_outputs(report, output_dir)
+    _progress(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
+    click.echo(to_json(report) if as_json else render_bench(report), nl=not as_json)
+    if report.runs and all(r.status == "failed" for r in report.runs):
         sys.exit(1)
 
 

@@ -49,3 +49,14 @@ class ParityError(EdgekitError):
     """Parity check failed: the exported model does not compute what the reference computes."""
 
     exit_code = 1
+
+
+class DeviceError(EdgekitError):
+    """A benchmark target (adb device, ssh board) that is missing, refused, lost, or failed a step.
+
+    The message starts with the target (``adb:SERIAL``, ``ssh:USER@HOST``) and the step that failed.
+    """
+
+
+class DeviceTimeoutError(DeviceError):
+    """A step on a benchmark target that ran past its time limit (``--timeout``)."""

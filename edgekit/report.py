@@ -131,6 +131,17 @@ def render_export(result) -> str:
         lines.append("channel shuffles: none found")
     ops = ", ".join(f"{k} {v}" for k, v in result.op_histogram.items())
     lines.append(f"ops: {ops}")
+    if result.format == "tflite":
+        lines.append(
+            f"layout transposes: {result.layout_transposes}; XNNPACK partitions: {result.xnnpack_partitions}; "
+            f"io: {result.io}"
+        )
+        if result.input_quantization:
+            q = result.input_quantization
+            lines.append(f"input quantization: real = {q['scale']:.6g} * (q - {q['zero_point']})")
+        if result.calibration:
+            lines.append(f"calibration: {result.calibration}")
+    lines.extend(f"note: {note}" for note in result.notes)
     if result.parity is not None:
         lines.append(render_parity(result.parity))
     else:
@@ -192,3 +203,166 @@ def page(title: str, body: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{body}</body></html>\n"
     )
+
+
+# --- benchmarks ---------------------------------------------------------------------------------------
+
+_SERIES_COLORS = ["#3b6ea5", "#d9822b", "#2f9e44", "#c92a2a", "#7048e8", "#0c8599", "#e67700", "#5c940d"]
+
+
+def _bench_device(run) -> str:
+    return run.device.target + (" (emulated)" if run.device.emulated else "")
+
+
+def bench_rows(report) -> tuple[list[str], list[list[Any]]]:
+    """One row per configuration: device, accelerator, threads, status, latency (ms), memory, temperature."""
+    headers = ["device", "accel", "threads", "status", "runs", "init ms", "first ms", "warm-up ms", "mean ms",
+               "median ms", "p90 ms", "std ms", "peak MB", "temp C"]
+    rows = []
+    for run in report.runs:
+        lat, mem = run.latency, run.memory
+        rows.append([
+            _bench_device(run), run.config.accelerator, run.config.threads, run.status,
+            lat.count if lat else None, lat.init_ms if lat else None, lat.first_ms if lat else None,
+            lat.warmup_ms if lat else None, lat.mean_ms if lat else None, lat.median_ms if lat else None,
+            lat.p90_ms if lat else None, lat.std_ms if lat else None, mem.overall_mb if mem else None,
+            run.temperature_c,
+        ])
+    return headers, rows
+
+
+def _bench_problems(report) -> list[str]:
+    lines = [f"{_bench_device(r)} {r.config.accelerator}/{r.config.threads}: {r.status}: {r.error}"
+             for r in report.runs if r.status != "ok" or r.error]
+    return lines + list(report.notes)
+
+
+def render_bench(report) -> str:
+    """The terminal view of a ``BenchReport``: one table row per configuration, then failures and notes."""
+    lines = [f"benchmark of {report.model_file}"]
+    devices = {r.device.target: r for r in report.runs}
+    for run in devices.values():
+        d = run.device
+        lines.append(f"{d.target}: {d.model or '-'} / {d.soc or '-'} / {d.abi or '-'} / {d.os_version or '-'}, "
+                     f"{len(d.cores)} cores; {run.tool} {run.tool_version or ''}".rstrip())
+    lines.append(table(*bench_rows(report)))
+    lines += _bench_problems(report)
+    return "\n".join(lines)
+
+
+def bench_markdown(report) -> str:
+    """A ``BenchReport`` as Markdown: device facts, the latency table, per-op-type tables, notes."""
+    lines = [f"# Benchmark: {Path(report.model_file).name}", ""]
+    facts_rows = []
+    for run in {r.device.target: r for r in report.runs}.values():
+        d = run.device
+        cores = ", ".join(f"{c.max_khz // 1000 if c.max_khz else '?'}" for c in d.cores)
+        facts_rows.append([d.target, d.model, d.soc, d.abi, d.os_version, f"{len(d.cores)} ({cores} MHz)",
+                           d.emulated, f"{run.tool} {run.tool_version or ''}".strip()])
+    if facts_rows:
+        lines += [markdown_table(["device", "model", "SoC/CPU", "ABI", "OS", "cores", "emulated", "tool"],
+                                 facts_rows), ""]
+    lines += ["## Latency", "", markdown_table(*bench_rows(report)), ""]
+    for run in report.runs:
+        summary = _op_type_summary(run)
+        if summary:
+            lines += [f"## Time by op type: {_bench_device(run)}, {run.config.accelerator}, "
+                      f"{run.config.threads} thread(s)", "",
+                      markdown_table(["op type", "count", "avg ms", "%"],
+                                     [[s.op_type, s.count, s.avg_ms, s.percent] for s in summary]), ""]
+    problems = _bench_problems(report)
+    if problems:
+        lines += ["## Notes", ""] + [f"- {p}" for p in problems] + [""]
+    return "\n".join(lines)
+
+
+def bench_html(report) -> str:
+    """A self-contained page (inline SVG, no network) for a ``BenchReport``: the latency table, a plot of
+    mean latency vs threads per device and accelerator, and per-op-type time bars for each configuration
+    that was profiled."""
+    body = [f"<h1>Benchmark: {html.escape(Path(report.model_file).name)}</h1>"]
+    if any(r.device.emulated for r in report.runs):
+        body.append("<p><strong>Emulated CPU:</strong> timings from qemu are not performance figures.</p>")
+    headers, rows = bench_rows(report)
+    body.append("<h2>Latency</h2>" + html_table(headers, rows))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for run in report.runs:
+        if run.latency is not None:
+            key = f"{_bench_device(run)} {run.config.accelerator}"
+            series.setdefault(key, []).append((float(run.config.threads), run.latency.mean_ms))
+    body.append("<h2>Mean latency vs threads</h2>"
+                + line_chart_svg(series, x_label="threads", y_label="mean latency (ms)"))
+    for run in report.runs:
+        summary = _op_type_summary(run)
+        if summary:
+            body.append(f"<h2>Time by op type: {html.escape(_bench_device(run))}, "
+                        f"{html.escape(run.config.accelerator)}, {run.config.threads} thread(s)</h2>")
+            body.append("<p>Summed mean time per op type in a profiled run (profiling slows each op).</p>"
+                        + bar_chart_svg([(s.op_type, s.avg_ms) for s in summary[:15]], unit=" ms"))
+    problems = _bench_problems(report)
+    if problems:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+    return page(f"edgekit bench: {Path(report.model_file).name}", "\n".join(body))
+
+
+def _op_type_summary(run) -> list:
+    if run.op_type_summary:
+        return run.op_type_summary
+    if not run.op_profile:
+        return []
+    from edgekit.android_bench.parsers import summarize_op_types
+
+    return summarize_op_types(run.op_profile)
+
+
+def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, x_label: str = "", y_label: str = "",
+                   width: int = 640, height: int = 320) -> str:
+    """Lines with markers as inline SVG, one per series (``name -> [(x, y), ...]``), with axes and a legend."""
+    points = [p for values in series.values() for p in values]
+    if not points:
+        return "<p>(no data)</p>"
+    left, right, top, bottom = 64, 170, 16, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = sorted({x for x, _ in points})
+    y_max = _nice_ceiling(max(y for _, y in points) * 1.05)
+
+    def sx(x: float) -> float:
+        return left + (plot_w / 2 if len(xs) == 1 else plot_w * (x - xs[0]) / (xs[-1] - xs[0]))
+
+    def sy(y: float) -> float:
+        return top + plot_h * (1 - y / y_max)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    for i in range(5):
+        value = y_max * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
+                     'stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{_cell(value)}</text>')
+    for x in xs:
+        parts.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_cell(x)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+                 f'{html.escape(x_label)}</text>')
+    parts.append(f'<text x="14" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(y_label)}</text>')
+    for n, (name, values) in enumerate(series.items()):
+        color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
+        values = sorted(values)
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in values:
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}">'
+                         f'<title>{html.escape(name)}: {_cell(y)} ms at {_cell(x)}</title></circle>')
+        ly = top + 14 + 18 * n
+        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
+        parts.append(f'<text x="{left + plot_w + 30}" y="{ly + 1}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that is >= ``value`` (axis tops with round ticks)."""
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)

@@ -6,6 +6,7 @@ byte-deterministic and a shipped file leaks nothing about where it was built.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edgekit.errors import ModelFileError
@@ -38,4 +39,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                 f"{path} is not a readable ONNX file ({exc.__class__.__name__}); it may be truncated: export it again"
             ) from None
         return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    if path.suffix == ".tflite":
+        from edgekit.export.tflite.writer import read_tflite_metadata
+
+        try:
+            fields = read_tflite_metadata(path.read_bytes())
+        except Exception as exc:  # flatbuffers raises struct/index errors on damaged files
+            raise ModelFileError(
+                f"{path} is not a readable TFLite file ({exc.__class__.__name__}); it may be truncated: export it again"
+            ) from None
+        return {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
     return {}

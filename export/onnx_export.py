@@ -8,17 +8,17 @@ inside a model labelled opset 17, which onnxsim and strict checkers reject.
 from __future__ import annotations
 
 import io
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
-from edgekit.check import Progress, check_parity
-from edgekit.errors import ExportError, ParityError, UserModelError
+from edgekit.check import Progress
+from edgekit.errors import ExportError, UserModelError
 from edgekit.export.metadata import onnx_metadata_props
+from edgekit.export.publish import StepClock, provenance, publish
 from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
 from edgekit.export.versions import tool_versions
-from edgekit.fileio import ensure_writable_dir, sha256_bytes, staged_files
+from edgekit.fileio import ensure_writable_dir
 
 DEFAULT_OPSET = 17
 DEFAULT_SHUFFLE_LOWERING = "fused"
@@ -51,63 +51,32 @@ def export_onnx(
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     say = progress or (lambda _msg: None)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 3)
-        clock = now
-
+    clock = StepClock()
     out_dir = ensure_writable_dir(output_dir)
     say(f"building {model}")
     handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
-    lap("build")
+    clock.lap("build")
     say(f"exporting {handle.name} to ONNX opset {opset}")
     onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
-    lap("torch_onnx_export")
+    clock.lap("torch_onnx_export")
     say("simplifying with onnxsim")
     onnx_model = simplify(onnx_model)
-    lap("simplify")
+    clock.lap("simplify")
     say(f"lowering channel shuffles ({shuffle_lowering})")
     onnx_model, pass_results, matches = _apply_passes(onnx_model, shuffle_lowering)
-    lap("passes")
+    clock.lap("passes")
+    fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
+                        precision="fp32")
+    content = finalize(onnx_model, fields)
+    clock.lap("finalize")
 
-    weights_kind = "file" if weights else ("pretrained" if pretrained else "deterministic")
-    fields = {
-        "model": model,
-        "input_shape": ",".join(str(d) for d in handle.input_shape),
-        "weights_kind": weights_kind,
-        "weights_sha256": handle.weights_sha256,
-        "shuffle_lowering": shuffle_lowering,
-        "precision": "fp32",
-    }
-    data_bytes = finalize(onnx_model, fields)
-    lap("finalize")
-
-    model_path = out_dir / f"{handle.name}.onnx"
-    report_path = out_dir / f"{handle.name}.json"
-    with staged_files() as staged:
-        staged_model = staged.write_bytes(model_path, data_bytes)
-        parity = None
-        if check:
-            say("checking parity against PyTorch")
-            parity = check_parity(staged_model, handle, data=data, samples=samples, progress=say)
-            lap("parity")
-            if not parity.passed:
-                raise ParityError(
-                    f"parity check failed ({'; '.join(parity.failures)}); nothing was written — "
-                    "rerun with --no-check to keep the file for inspection"
-                )
-        result = ExportResult(
+    def make_result(**measured) -> ExportResult:
+        return ExportResult(
             model=handle.name,
             format="onnx",
             precision="fp32",
-            path=str(model_path),
-            report_path=str(report_path),
-            file_size=len(data_bytes),
-            file_sha256=sha256_bytes(data_bytes),
+            path=str(out_dir / f"{handle.name}.onnx"),
+            report_path=str(out_dir / f"{handle.name}.json"),
             input_shape=tuple(handle.input_shape),
             weights_source=handle.weights_source,
             weights_sha256=handle.weights_sha256,
@@ -115,23 +84,20 @@ def export_onnx(
             shuffle_lowering=shuffle_lowering,
             versions=tool_versions("torch", "onnx", "onnxsim", "onnxruntime"),
             op_histogram=op_histogram(onnx_model),
-            shuffles=[
-                ShuffleRecord(
-                    output=m.output, channels=m.channels, groups=m.groups, spelling=m.spelling,
-                    lowering=shuffle_lowering,
-                )
-                for m in matches
-            ],
+            shuffles=shuffle_records(matches, shuffle_lowering),
             passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
-            parity=parity,
-            seconds=seconds,
+            **measured,
         )
-        from edgekit.report import export_html, to_json
 
-        staged.write_text(report_path, to_json(result))
-        staged.write_text(out_dir / f"{handle.name}.html", export_html(result))
-        staged.commit()
-    return result
+    return publish(content, out_dir / f"{handle.name}.onnx", handle, make_result, clock=clock, check=check,
+                   data=data, samples=samples, say=say)
+
+
+def shuffle_records(matches, lowering: str) -> list[ShuffleRecord]:
+    return [
+        ShuffleRecord(output=m.output, channels=m.channels, groups=m.groups, spelling=m.spelling, lowering=lowering)
+        for m in matches
+    ]
 
 
 def torch_to_onnx(module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):

@@ -46,3 +46,11 @@ class ExportResult:
     passes: list[PassRecord]
     parity: Any | None = None  # ParityReport, or None when the check was skipped
     seconds: dict[str, float] = field(default_factory=dict)
+    # TFLite only
+    layout_transposes: int | None = None
+    xnnpack_partitions: int | None = None
+    io: str | None = None  # "int8" or "float": the type an app feeds and reads
+    input_quantization: dict | None = None  # {"scale": s, "zero_point": z}: real = s * (q - z)
+    output_quantization: dict | None = None
+    calibration: str | None = None
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,79 @@
+"""What every export format shares: step timing, provenance fields, and publishing a checked file.
+
+``publish`` stages the model file, proves parity on the staged copy, then writes the report (JSON and
+HTML) and renames everything into place together; any failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgekit.check import Progress, check_parity
+from edgekit.errors import ParityError
+from edgekit.export.result import ExportResult
+from edgekit.fileio import sha256_bytes, staged_files
+
+
+class StepClock:
+    """Wall time per named step, for the export report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._last, 3)
+        self._last = now
+
+
+def provenance(model: str, handle, *, weights, pretrained: bool, shuffle_lowering: str, precision: str) -> dict:
+    """The metadata stored inside exported files, so ``edgekit check FILE`` can rebuild the reference."""
+    return {
+        "model": model,
+        "input_shape": ",".join(str(d) for d in handle.input_shape),
+        "weights_kind": "file" if weights else ("pretrained" if pretrained else "deterministic"),
+        "weights_sha256": handle.weights_sha256,
+        "shuffle_lowering": shuffle_lowering,
+        "precision": precision,
+    }
+
+
+def publish(
+    content: bytes,
+    model_path: Path,
+    handle,
+    make_result: Callable[..., ExportResult],
+    *,
+    clock: StepClock,
+    check: bool,
+    data,
+    samples: int,
+    say: Progress,
+) -> ExportResult:
+    """Write ``content`` to ``model_path`` with its report beside it (``<file>.json``-style names come from
+    ``make_result``), after the parity check passes on the staged file. Raises ParityError on failure."""
+    from edgekit.report import export_html, to_json
+
+    with staged_files() as staged:
+        staged_model = staged.write_bytes(model_path, content)
+        parity = None
+        if check:
+            say("checking parity against PyTorch")
+            parity = check_parity(staged_model, handle, data=data, samples=samples, progress=say)
+            clock.lap("parity")
+            parity.file = str(model_path)  # it ran on the staged copy, which is about to take this name
+            if not parity.passed:
+                raise ParityError(
+                    f"parity check failed ({'; '.join(parity.failures)}); nothing was written — "
+                    "rerun with --no-check to keep the file for inspection"
+                )
+        result = make_result(parity=parity, file_size=len(content), file_sha256=sha256_bytes(content))
+        result.seconds = dict(clock.seconds)
+        report_path = Path(result.report_path)
+        staged.write_text(report_path, to_json(result))
+        staged.write_text(report_path.with_suffix(".html"), export_html(result))
+        staged.commit()
+    return result

@@ -1,0 +1,124 @@
+"""edgekit's NHWC graph for TFLite: tensors, ops named after TFLite builtins, and small graph helpers.
+
+The ONNX -> TFLite lowering builds this graph, the shuffle passes and the int8 quantizer rewrite it, and
+the writer serialises it. Op kinds are TFLite builtin names (``CONV_2D``, ``SPLIT`` ...); ``options`` holds
+their attributes as plain Python values, so every pass can be read without the flatbuffer schema.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Quant:
+    """Affine quantization ``real = scale * (q - zero_point)``; per-channel along ``axis`` when len > 1."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int = 0
+
+    @classmethod
+    def per_tensor(cls, scale: float, zero_point: int) -> Quant:
+        return cls(np.array([scale], dtype=np.float32), np.array([zero_point], dtype=np.int64))
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "float32", "int8", "int32", "int64", "uint8"
+    data: np.ndarray | None = None  # constants only
+    quant: Quant | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+
+@dataclass
+class Op:
+    kind: str
+    inputs: list[str]
+    outputs: list[str]
+    options: dict = field(default_factory=dict)
+    name: str = ""  # the source node this op came from, for error messages and reports
+
+
+@dataclass
+class Graph:
+    """A single-subgraph model. Tensor names are unique; ops are kept in execution order."""
+
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    # --- building -----------------------------------------------------------------------------------
+
+    def unique(self, base: str) -> str:
+        """A tensor name not yet used, derived deterministically from ``base``."""
+        if base not in self.tensors:
+            return base
+        i = 1
+        while f"{base}_{i}" in self.tensors:
+            i += 1
+        return f"{base}_{i}"
+
+    def add_tensor(self, name: str, shape, dtype: str = "float32", quant: Quant | None = None) -> str:
+        name = self.unique(name)
+        self.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype, None, quant)
+        return name
+
+    def add_constant(self, name: str, value: np.ndarray, quant: Quant | None = None) -> str:
+        name = self.unique(name)
+        value = np.array(value, order="C")  # np.ascontiguousarray would turn a 0-d axis into 1-d
+        self.tensors[name] = Tensor(name, tuple(value.shape), str(value.dtype), value, quant)
+        return name
+
+    def int32_constant(self, name: str, values) -> str:
+        return self.add_constant(name, np.asarray(values, dtype=np.int32))
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def producers(self) -> dict[str, Op]:
+        return {out: op for op in self.ops for out in op.outputs}
+
+    def consumers(self) -> dict[str, list[Op]]:
+        users: dict[str, list[Op]] = defaultdict(list)
+        for op in self.ops:
+            for name in op.inputs:
+                if name:
+                    users[name].append(op)
+        return users
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors[name].shape
+
+    def histogram(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for op in self.ops:
+            counts[op.kind] += 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def remove_unused(self) -> None:
+        """Drop ops whose outputs nobody reads (and that are not graph outputs), then unused tensors."""
+        changed = True
+        while changed:
+            users = self.consumers()
+            keep = [op for op in self.ops if any(o in self.outputs or users.get(o) for o in op.outputs)]
+            changed = len(keep) != len(self.ops)
+            self.ops = keep
+        used = set(self.inputs) | set(self.outputs)
+        for op in self.ops:
+            used.update(n for n in op.inputs if n)
+            used.update(op.outputs)
+        self.tensors = {k: v for k, v in self.tensors.items() if k in used}
+
+    def replace_uses(self, old: str, new: str) -> None:
+        for op in self.ops:
+            op.inputs = [new if n == old else n for n in op.inputs]
+        self.outputs = [new if n == old else n for n in self.outputs]

@@ -1,0 +1,281 @@
+"""Full-integer int8 post-training quantization of edgekit's NHWC graph, following the TFLite int8 spec.
+
+Activations are asymmetric int8 per tensor; CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED weights are
+symmetric int8 per output channel with int32 biases. Ops whose TFLite int8 kernels (and XNNPACK's) need
+their data inputs and outputs to share one scale and zero point get one: the tensors they connect form
+an equivalence class quantized over the union of its members' ranges, which is what TensorFlow's converter
+does and why the result has no requantize (QUANTIZE int8 -> int8) ops. Ranges come from
+``edgekit.export.tflite.calibrate.calibrate_ranges``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from edgekit.errors import ExportError
+from edgekit.export.tflite.ir import Graph, Op, Quant
+
+QMIN, QMAX = -128, 127
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+# Op kind -> indices of its data inputs (the rest are int32 shapes, axes, permutations, paddings).
+# Their data inputs and outputs must share quantization: TFLite's int8 kernels for these assume (or
+# XNNPACK's require) equal input and output params; for CONCATENATION a mismatch would make the converter
+# insert a requantize op per input.
+SHARED_QUANT_OPS: dict[str, tuple[int, ...] | None] = {
+    "RESHAPE": (0,),
+    "TRANSPOSE": (0,),
+    "SPLIT": (1,),
+    "SLICE": (0,),
+    "PAD": (0,),
+    "PADV2": (0,),  # the pad value (input 2) is quantized with the class params, not part of the range
+    "MAX_POOL_2D": (0,),
+    "AVERAGE_POOL_2D": (0,),  # the int8 spec requires it, as TensorFlow's converter does
+    "CONCATENATION": None,  # every input
+}
+
+# Ops whose int8 output has fixed params in the TFLite spec, whatever the calibrated range.
+FIXED_OUTPUT_QUANT: dict[str, tuple[float, int]] = {
+    "LOGISTIC": (1.0 / 256.0, -128),
+    "TANH": (1.0 / 128.0, 0),
+}
+
+# Ops with their own output params (the kernels rescale internally).
+_RESCALING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "ADD", "MUL", "RELU", "RELU6",
+                  "HARD_SWISH"}
+
+# Weight input index -> per-channel axis of the weight tensor.
+_WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+
+QUANTIZABLE_OPS = frozenset(SHARED_QUANT_OPS) | frozenset(FIXED_OUTPUT_QUANT) | _RESCALING_OPS
+
+IO_TYPES = ("int8", "float")
+
+
+def activation_quant(lo: float, hi: float) -> Quant:
+    """Asymmetric int8 params for a tensor observed in ``[lo, hi]``.
+
+    The range is widened to include 0 so that zero (padding, ReLU) is exact, and the zero point is nudged to
+    an integer in [-128, 127] the way TensorFlow's converter does (``scale = (hi - lo) / 255``). A range of
+    width 0 gets scale 1 and zero point -128, as in TensorFlow.
+    """
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < np.finfo(np.float64).eps:
+        return Quant.per_tensor(1.0, QMIN)
+    scale = (hi - lo) / (QMAX - QMIN)
+    zero_point = int(np.clip(np.round(QMIN - lo / scale), QMIN, QMAX))
+    return Quant.per_tensor(scale, zero_point)
+
+
+def quantize_per_channel(weights: np.ndarray, axis: int) -> tuple[np.ndarray, Quant]:
+    """Symmetric int8 (values in [-127, 127], zero point 0) with one scale per index of ``axis``."""
+    w = np.asarray(weights, dtype=np.float64)
+    reduce = tuple(i for i in range(w.ndim) if i != axis)
+    absmax = np.abs(w).max(axis=reduce) if reduce else np.abs(w)
+    scale = np.where(absmax > 0, absmax / 127.0, 1.0)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, Quant(scale.astype(np.float32), np.zeros(len(scale), dtype=np.int64), axis)
+
+
+def quantize_bias(bias: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> tuple[np.ndarray, Quant]:
+    """int32 bias with scale ``input_scale * weight_scale[c]`` and zero point 0, as the int8 spec requires."""
+    # The float32 product is what the kernels and XNNPACK compare the bias scale against.
+    scale = (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)
+    q = np.clip(np.round(np.asarray(bias, dtype=np.float64) / scale.astype(np.float64)), INT32_MIN, INT32_MAX)
+    return q.astype(np.int32), Quant(scale, np.zeros(len(scale), dtype=np.int64), 0)
+
+
+def quantize_values(values: np.ndarray, quant: Quant) -> np.ndarray:
+    """Float values (non-weight constants) to int8 with per-tensor ``quant``, saturating."""
+    scale, zero_point = float(quant.scale[0]), int(quant.zero_point[0])
+    q = np.round(np.asarray(values, dtype=np.float64) / scale) + zero_point
+    return np.clip(q, QMIN, QMAX).astype(np.int8)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:  # path compression
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # Deterministic representative: the lexicographically smaller root.
+            lo, hi = sorted((ra, rb))
+            self.parent[hi] = lo
+
+
+def shared_quant_classes(graph: Graph) -> dict[str, list[str]]:
+    """Equivalence classes of float tensors that must share quantization, keyed by a representative.
+
+    Every float tensor that is not a weight or bias appears in exactly one class (most in a class of one).
+    """
+    uf = _UnionFind()
+    for name, t in graph.tensors.items():
+        if t.dtype == "float32":
+            uf.find(name)
+    for op in graph.ops:
+        if op.kind not in SHARED_QUANT_OPS:
+            continue
+        for x in _shared_inputs(op):
+            for y in op.outputs:
+                uf.union(x, y)
+    classes: dict[str, list[str]] = {}
+    for name in uf.parent:
+        classes.setdefault(uf.find(name), []).append(name)
+    return classes
+
+
+def _shared_inputs(op: Op) -> list[str]:
+    indices = SHARED_QUANT_OPS[op.kind]
+    if indices is None:
+        return [n for n in op.inputs if n]
+    return [op.inputs[i] for i in indices if i < len(op.inputs) and op.inputs[i]]
+
+
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], *, io: str = "int8") -> Graph:
+    """A full-integer int8 copy of the fp32 ``graph``; ``graph`` itself is left untouched.
+
+    ``ranges`` maps every non-constant float tensor to its calibrated ``(min, max)``. ``io="int8"`` makes
+    the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="float"``
+    keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Int32
+    constants (shapes, axes, permutations, paddings) are kept as they are.
+
+    Raises ``ExportError`` for an op with no int8 lowering, a float tensor without a calibrated range, or a
+    bad ``io``.
+    """
+    if io not in IO_TYPES:
+        raise ExportError(f"unknown int8 io type {io!r}; choose one of {', '.join(IO_TYPES)}")
+    for op in graph.ops:
+        if op.kind not in QUANTIZABLE_OPS:
+            raise ExportError(
+                f"op {op.kind} (node {op.name or op.outputs[0]}) has no int8 quantization in edgekit;"
+                " export without --int8 (fp32 TFLite) instead"
+            )
+    g = copy.deepcopy(graph)
+    weights = _weight_inputs(g)
+    pad_values = {op.inputs[2] for op in g.ops if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2]}
+
+    # Params per class: fixed by the spec where a member is a fixed-output op's result, else the union range.
+    producers = g.producers()
+    for members in shared_quant_classes(g).values():
+        members = [m for m in members if m not in weights and m not in pad_values]
+        if not members:
+            continue
+        quant = _class_quant(g, members, ranges, producers)
+        for name in members:
+            t = g.tensors[name]
+            if t.is_constant:
+                t.data = quantize_values(t.data, quant)
+            t.dtype, t.quant = "int8", copy.deepcopy(quant)
+
+    for op in g.ops:
+        if op.kind == "PADV2" and op.inputs[2:3] and op.inputs[2]:
+            # Padding with the input's params: -FLT_MAX (max-pool padding) becomes -128, as in TensorFlow.
+            quant = g.tensors[op.inputs[0]].quant
+            value = graph.tensors[op.inputs[2]].data
+            q = quantize_values(value, quant)
+            op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
+        elif op.kind in _WEIGHT_AXIS:
+            _quantize_weights(g, op, graph)
+    _drop_unused_tensors(g)
+
+    if io == "float":
+        _add_float_io(g)
+    return g
+
+
+def _weight_inputs(graph: Graph) -> set[str]:
+    names: set[str] = set()
+    for op in graph.ops:
+        if op.kind in _WEIGHT_AXIS:
+            names.update(n for n in op.inputs[1:3] if n)
+    return names
+
+
+def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
+    fixed = {FIXED_OUTPUT_QUANT[producers[m].kind] for m in members
+             if m in producers and producers[m].kind in FIXED_OUTPUT_QUANT}
+    if len(fixed) > 1:
+        raise ExportError(f"tensors {', '.join(sorted(members))} must share int8 params but two of them are "
+                          "fixed by different ops; export without --int8 instead")
+    if fixed:
+        scale, zero_point = fixed.pop()
+        return Quant.per_tensor(scale, zero_point)
+    lo, hi = np.inf, -np.inf
+    for name in members:
+        t = graph.tensors[name]
+        if t.is_constant:
+            r = (float(t.data.min()), float(t.data.max())) if t.data.size else (0.0, 0.0)
+        elif name in ranges:
+            r = ranges[name]
+        else:
+            raise ExportError(f"tensor {name!r} has no calibrated range; calibrate the same graph that is "
+                              "quantized (calibrate_ranges) before quantize_graph")
+        lo, hi = min(lo, r[0]), max(hi, r[1])
+    return activation_quant(lo, hi)
+
+
+def _quantize_weights(graph: Graph, op: Op, original: Graph) -> None:
+    """Per-channel int8 weights and an int32 bias for ``op``; float values are read from ``original``."""
+    x, w, b = (op.inputs + [""])[:3]
+    if original.tensors[w].data is None:
+        raise ExportError(f"{op.kind} (node {op.name or op.outputs[0]}) has non-constant weights; int8 export "
+                          "needs constant weights")
+    q, wq = quantize_per_channel(original.tensors[w].data, _WEIGHT_AXIS[op.kind])
+    op.inputs[1] = _constant(graph, w, q, wq)
+    bias = original.tensors[b].data if b else np.zeros(len(wq.scale), np.float32)
+    qb, bq = quantize_bias(bias, float(graph.tensors[x].quant.scale[0]), wq.scale)
+    bias_name = _constant(graph, b or op.outputs[0] + "_bias", qb, bq)
+    op.inputs = [x, op.inputs[1], bias_name]
+
+
+def _constant(graph: Graph, name: str, value: np.ndarray, quant: Quant) -> str:
+    """Store ``value`` under ``name`` unless an op converted before already stored other values there."""
+    t = graph.tensors.get(name)
+    if t is not None and t.dtype == "float32":
+        t.data, t.dtype, t.quant = value, str(value.dtype), quant
+        return name
+    if t is not None and t.dtype == str(value.dtype) and np.array_equal(t.data, value) and np.array_equal(
+            t.quant.scale, quant.scale):
+        return name
+    return graph.add_constant(name, value, quant)
+
+
+def _drop_unused_tensors(graph: Graph) -> None:
+    used = set(graph.inputs) | set(graph.outputs)
+    for op in graph.ops:
+        used.update(n for n in op.inputs if n)
+        used.update(op.outputs)
+    graph.tensors = {k: v for k, v in graph.tensors.items() if k in used}
+
+
+def _add_float_io(graph: Graph) -> None:
+    """Float32 model input/output around the int8 graph: QUANTIZE after each input, DEQUANTIZE before outputs."""
+    head: list[Op] = []
+    for i, name in enumerate(graph.inputs):
+        t = graph.tensors[name]
+        q = graph.add_tensor(name + "_int8", t.shape, "int8", copy.deepcopy(t.quant))
+        graph.replace_uses(name, q)
+        t.dtype, t.quant = "float32", None
+        head.append(Op("QUANTIZE", [name], [q], {}, "input"))
+        graph.inputs[i] = name
+    tail: list[Op] = []
+    for i, name in enumerate(graph.outputs):
+        t = graph.tensors[name]
+        f = graph.add_tensor(name + "_float", t.shape, "float32")
+        tail.append(Op("DEQUANTIZE", [name], [f], {}, "output"))
+        graph.outputs[i] = f
+    graph.ops = head + graph.ops + tail

@@ -1,0 +1,194 @@
+"""Serialise an edgekit NHWC graph to a .tflite flatbuffer with the schema bindings LiteRT ships.
+
+No TensorFlow: ``ai_edge_litert.schema_py_generated`` has the object API (``ModelT.Pack``). Output is
+deterministic: opcodes in first-use order, tensors and buffers in graph order, no timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+
+import flatbuffers
+import numpy as np
+
+from edgekit.errors import ExportError
+from edgekit.export.tflite.ir import Graph, Quant
+
+_IDENTIFIER = b"TFL3"
+_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _tensor_type(schema, dtype: str) -> int:
+    types = {
+        "float32": schema.TensorType.FLOAT32,
+        "int8": schema.TensorType.INT8,
+        "uint8": schema.TensorType.UINT8,
+        "int32": schema.TensorType.INT32,
+        "int64": schema.TensorType.INT64,
+        "int16": schema.TensorType.INT16,
+    }
+    return types[dtype]
+
+
+def _padding(schema, value: str) -> int:
+    return schema.Padding.SAME if value == "SAME" else schema.Padding.VALID
+
+
+def _options(schema, kind: str, o: dict):
+    """(BuiltinOptions type, options object) for one op kind."""
+    act = _ACTIVATIONS[o.get("activation", "NONE")]
+    B = schema.BuiltinOptions
+    if kind == "CONV_2D":
+        sh, sw = o.get("stride", (1, 1))
+        return B.Conv2DOptions, schema.Conv2DOptionsT(
+            padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw,
+            fusedActivationFunction=act, dilationHFactor=1, dilationWFactor=1,
+        )
+    if kind == "DEPTHWISE_CONV_2D":
+        sh, sw = o.get("stride", (1, 1))
+        return B.DepthwiseConv2DOptions, schema.DepthwiseConv2DOptionsT(
+            padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw,
+            depthMultiplier=o.get("depth_multiplier", 1), fusedActivationFunction=act,
+            dilationHFactor=1, dilationWFactor=1,
+        )
+    if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        sh, sw = o["stride"]
+        fh, fw = o["filter"]
+        return B.Pool2DOptions, schema.Pool2DOptionsT(
+            padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw,
+            filterHeight=fh, filterWidth=fw, fusedActivationFunction=act,
+        )
+    if kind == "CONCATENATION":
+        return B.ConcatenationOptions, schema.ConcatenationOptionsT(axis=o["axis"], fusedActivationFunction=act)
+    if kind == "SPLIT":
+        return B.SplitOptions, schema.SplitOptionsT(numSplits=o["num_splits"])
+    if kind == "RESHAPE":
+        return B.ReshapeOptions, schema.ReshapeOptionsT(newShape=list(o["new_shape"]))
+    if kind == "TRANSPOSE":
+        return B.TransposeOptions, schema.TransposeOptionsT()
+    if kind == "MEAN":
+        return B.ReducerOptions, schema.ReducerOptionsT(keepDims=bool(o.get("keep_dims", False)))
+    if kind == "FULLY_CONNECTED":
+        return B.FullyConnectedOptions, schema.FullyConnectedOptionsT(
+            fusedActivationFunction=act, keepNumDims=bool(o.get("keep_num_dims", False)),
+        )
+    if kind == "ADD":
+        return B.AddOptions, schema.AddOptionsT(fusedActivationFunction=act)
+    if kind == "MUL":
+        return B.MulOptions, schema.MulOptionsT(fusedActivationFunction=act)
+    if kind == "PAD":
+        return B.PadOptions, schema.PadOptionsT()
+    if kind == "PADV2":
+        return B.PadV2Options, schema.PadV2OptionsT()
+    if kind == "SLICE":
+        return B.SliceOptions, schema.SliceOptionsT()
+    if kind == "QUANTIZE":
+        return B.QuantizeOptions, schema.QuantizeOptionsT()
+    if kind == "DEQUANTIZE":
+        return B.DequantizeOptions, schema.DequantizeOptionsT()
+    if kind in ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "TANH"):
+        if kind == "HARD_SWISH":
+            return B.HardSwishOptions, schema.HardSwishOptionsT()
+        return B.NONE, None
+    raise ExportError(f"the TFLite writer has no op {kind}; export with --format onnx instead")
+
+
+def _quant(schema, q: Quant | None):
+    if q is None:
+        return None
+    return schema.QuantizationParametersT(
+        scale=[float(s) for s in np.asarray(q.scale).ravel()],
+        zeroPoint=[int(z) for z in np.asarray(q.zero_point).ravel()],
+        quantizedDimension=int(q.axis),
+    )
+
+
+def write_tflite(graph: Graph, *, description: str = "edgekit", metadata: dict | None = None) -> bytes:
+    """Serialise ``graph``; ``metadata`` (JSON-able) is embedded as the model metadata entry "edgekit"."""
+    schema = _schema()
+    buffers = [schema.BufferT()]  # buffer 0: the conventional empty buffer
+    index: dict[str, int] = {}
+    tensors = []
+    for name, t in graph.tensors.items():
+        buffer = 0
+        if t.data is not None:
+            raw = np.ascontiguousarray(t.data).tobytes()
+            buffers.append(schema.BufferT(data=np.frombuffer(raw, dtype=np.uint8)))
+            buffer = len(buffers) - 1
+        index[name] = len(tensors)
+        tensors.append(schema.TensorT(
+            shape=[int(d) for d in t.shape], type=_tensor_type(schema, t.dtype), buffer=buffer, name=name,
+            quantization=_quant(schema, t.quant),
+        ))
+    opcodes: list[int] = []
+    operators = []
+    for op in graph.ops:
+        code = getattr(schema.BuiltinOperator, op.kind)
+        if code not in opcodes:
+            opcodes.append(code)
+        options_type, options = _options(schema, op.kind, op.options)
+        operators.append(schema.OperatorT(
+            opcodeIndex=opcodes.index(code),
+            inputs=[index[n] if n else -1 for n in op.inputs],
+            outputs=[index[n] for n in op.outputs],
+            builtinOptionsType=options_type,
+            builtinOptions=options,
+        ))
+    subgraph = schema.SubGraphT(
+        tensors=tensors, inputs=[index[n] for n in graph.inputs], outputs=[index[n] for n in graph.outputs],
+        operators=operators, name="main",
+    )
+    # Builtin codes below 127 must also go in the deprecated int8 field, which runtimes still read first.
+    codes = [
+        schema.OperatorCodeT(deprecatedBuiltinCode=min(c, 127), builtinCode=c, version=max(
+            _op_version(graph, op) for op in graph.ops if getattr(schema.BuiltinOperator, op.kind) == c))
+        for c in opcodes
+    ]
+    meta = []
+    if metadata is not None:
+        blob = json.dumps(metadata, sort_keys=True).encode("utf-8")
+        buffers.append(schema.BufferT(data=np.frombuffer(blob, dtype=np.uint8)))
+        meta.append(schema.MetadataT(name="edgekit", buffer=len(buffers) - 1))
+    model = schema.ModelT(
+        version=3, operatorCodes=codes, subgraphs=[subgraph], description=description, buffers=buffers,
+        metadata=meta or None,
+    )
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+# Versions TensorFlow's converter gives int8 ops (tensorflow/lite/tools/versioning/op_version.cc); the
+# resolver only registers the versions a kernel knows, so e.g. RESHAPE stays 1 whatever the type.
+_INT8_VERSIONS = {
+    "CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "TRANSPOSE": 2, "SPLIT": 2, "SLICE": 2, "PAD": 2,
+    "PADV2": 2, "MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2, "CONCATENATION": 2, "MEAN": 2, "ADD": 2, "MUL": 2,
+    "RELU": 2, "RELU6": 2, "LOGISTIC": 2, "TANH": 2, "DEQUANTIZE": 2,
+}
+
+
+def _op_version(graph: Graph, op) -> int:
+    data = op.inputs[1] if op.kind == "SPLIT" else op.inputs[0]
+    if graph.tensors[data].dtype != "int8":
+        return 1
+    if op.kind == "TRANSPOSE" and len(graph.tensors[data].shape) > 4:
+        return 4
+    return _INT8_VERSIONS.get(op.kind, 1)
+
+
+def read_tflite_metadata(content: bytes) -> dict:
+    """The "edgekit" metadata entry of a .tflite file written by ``write_tflite`` (empty when absent)."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() and entry.Name().decode() == "edgekit":
+            buffer = model.Buffers(entry.Buffer())
+            return json.loads(buffer.DataAsNumpy().tobytes().decode("utf-8"))
+    return {}

@@ -1,0 +1,185 @@
+"""PyTorch -> .tflite (fp32 or full-integer int8), native NHWC, with no TensorFlow installed.
+
+Route: the model is exported to ONNX as for ``--format onnx`` (TorchScript exporter, onnxsim, shuffle
+recognition), lowered to edgekit's NHWC graph (weights permuted, never activations: zero layout
+transposes), channel shuffles lowered for speed, quantized by edgekit's own int8 quantizer where asked,
+and written with the flatbuffer bindings that ai-edge-litert ships. Parity is proven with LiteRT itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.check import Progress
+from edgekit.errors import DataError, ExportError
+from edgekit.export.onnx_export import DEFAULT_OPSET, shuffle_records, simplify, torch_to_onnx
+from edgekit.export.publish import StepClock, provenance, publish
+from edgekit.export.result import ExportResult
+from edgekit.export.versions import tool_versions
+from edgekit.fileio import ensure_writable_dir
+
+#: The lowerings ``--shuffle`` accepts for TFLite, fastest first (benchmarks/tflite_latency.py).
+TFLITE_SHUFFLE_LOWERINGS = ("folded", "roundtrip", "fused", "reshape")
+DEFAULT_TFLITE_SHUFFLE = "folded"
+#: When folding does not apply to a graph, the fastest lowering that always does.
+FOLD_FALLBACK = "roundtrip"
+DEFAULT_CALIBRATION_IMAGES = 100
+#: A calibration folder is read up to this many images (ranges settle long before).
+MAX_CALIBRATION_IMAGES = 1000
+
+
+def export_tflite(
+    model: str = "shufflenet_v2_x1_0",
+    *,
+    int8: bool = False,
+    io: str = "int8",
+    calib: str | Path | int | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    output_dir: str | Path = "edgekit-out",
+    shuffle_lowering: str = DEFAULT_TFLITE_SHUFFLE,
+    check: bool = True,
+    data: str | Path | None = None,
+    samples: int = 8,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export to ``output_dir/<name>[_int8].tflite`` plus ``<name>[_int8].tflite.json`` and ``.html``.
+
+    ``int8`` gives full-integer quantization (per-channel int8 weights, int8 activations) calibrated on
+    ``calib``: an image folder, a number of bundled natural images, or None for
+    DEFAULT_CALIBRATION_IMAGES bundled images (never the same crops the parity check uses). ``io`` is the
+    type of the model's input and output for int8 models ("int8": an app feeds camera bytes; "float").
+    Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
+    ParityError when the result does not match PyTorch; nothing is written on failure.
+    """
+    from edgekit.export.passes import apply_shuffle_passes
+    from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
+    from edgekit.export.tflite.inspect import xnnpack_partitions
+    from edgekit.export.tflite.writer import write_tflite
+    from edgekit.models import resolve
+
+    if shuffle_lowering not in TFLITE_SHUFFLE_LOWERINGS:
+        raise ExportError(
+            f"unknown --shuffle {shuffle_lowering!r} for TFLite; choose one of {', '.join(TFLITE_SHUFFLE_LOWERINGS)}"
+        )
+    if io not in ("int8", "float"):
+        raise ExportError(f"unknown --io {io!r}; choose int8 or float")
+    say = progress or (lambda _msg: None)
+    clock = StepClock()
+    out_dir = ensure_writable_dir(output_dir)
+    say(f"building {model}")
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    clock.lap("build")
+    say(f"exporting {handle.name} through ONNX opset {DEFAULT_OPSET}")
+    onnx_model = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
+    onnx_model, _, matches = apply_shuffle_passes(onnx_model, "reshape")
+    clock.lap("torch_onnx_export")
+    say("lowering to native NHWC TFLite ops")
+    graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
+    used, notes = lower_channel_shuffles(graph, shuffle_lowering)
+    clock.lap("lower")
+    precision = "int8" if int8 else "fp32"
+    calibration = None
+    if int8:
+        images, calibration = calibration_images(calib, handle)
+        say(f"calibrating int8 ranges on {calibration}")
+        from edgekit.export.tflite.calibrate import calibrate_ranges
+        from edgekit.export.tflite.quantize import quantize_graph
+
+        ranges = calibrate_ranges(graph, images)
+        graph = quantize_graph(graph, ranges, io=io)
+        clock.lap("quantize")
+    fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
+                        precision=precision)
+    in_q, out_q = _io_quantization(graph) if int8 else (None, None)
+    app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
+                  "input_quantization": in_q, "output_quantization": out_q}
+    content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
+    partitions = xnnpack_partitions(content)
+    clock.lap("write")
+    stem = f"{handle.name}_int8" if int8 else handle.name
+
+    def make_result(**measured) -> ExportResult:
+        return ExportResult(
+            model=handle.name,
+            format="tflite",
+            precision=precision,
+            path=str(out_dir / f"{stem}.tflite"),
+            report_path=str(out_dir / f"{stem}.tflite.json"),
+            input_shape=tuple(handle.input_shape),
+            weights_source=handle.weights_source,
+            weights_sha256=handle.weights_sha256,
+            opset=None,
+            shuffle_lowering=used,
+            versions=tool_versions("torch", "onnx", "onnxsim", "ai-edge-litert", "flatbuffers"),
+            op_histogram=graph.histogram(),
+            shuffles=shuffle_records(matches, used),
+            passes=[],
+            layout_transposes=layout_transposes,
+            xnnpack_partitions=partitions,
+            io=(io if int8 else "float"),
+            input_quantization=in_q,
+            output_quantization=out_q,
+            calibration=calibration,
+            notes=notes,
+            **measured,
+        )
+
+    return publish(content, out_dir / f"{stem}.tflite", handle, make_result, clock=clock, check=check, data=data,
+                   samples=samples, say=say)
+
+
+def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:
+    """Lower every SHUFFLE in ``graph``; returns the lowering used and notes (e.g. why folding fell back)."""
+    from edgekit.export.tflite.fold_shuffles import FoldNotApplicable, fold_shuffles
+    from edgekit.export.tflite.shuffle import lower_shuffles
+
+    notes: list[str] = []
+    if lowering == "folded":
+        if not any(op.kind == "SHUFFLE" for op in graph.ops):
+            return lowering, notes
+        try:
+            info = fold_shuffles(graph)
+            notes.append(
+                f"folded {info['routed_tensors']} routed tensors into {info['convolutions']} convolutions and "
+                f"{info['concatenations']} concatenations (no TRANSPOSE, no SPLIT)"
+            )
+            return lowering, notes
+        except FoldNotApplicable as exc:
+            notes.append(f"folded lowering not applicable ({exc}); used {FOLD_FALLBACK}")
+            lowering = FOLD_FALLBACK
+    lower_shuffles(graph, lowering)
+    return lowering, notes
+
+
+def calibration_images(calib, handle) -> tuple[np.ndarray, str]:
+    """NHWC float32 calibration images and a description. Raises DataError when none are usable."""
+    from edgekit.data import bundled_images, load_inputs, preprocess
+
+    n, c, h, w = handle.input_shape
+    if calib is None or isinstance(calib, int) or (isinstance(calib, str) and calib.isdigit()):
+        count = DEFAULT_CALIBRATION_IMAGES if calib is None else int(calib)
+        if count < 1:
+            raise DataError("--calib N needs N >= 1 images")
+        # seed 1: different crops from the seed-0 crops that the parity check compares on
+        photos = bundled_images(count, size=(h, w), seed=1)
+        images = preprocess(photos, handle.mean, handle.std, c)
+        description = f"{count} bundled natural-image crops"
+    else:
+        inputs = load_inputs(calib, MAX_CALIBRATION_IMAGES, handle.input_shape, handle.mean, handle.std)
+        images = inputs.array
+        description = inputs.description
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1), dtype=np.float32), description
+
+
+def _io_quantization(graph) -> tuple[dict | None, dict | None]:
+    def params(name: str) -> dict | None:
+        q = graph.tensors[name].quant
+        if q is None:
+            return None
+        return {"scale": float(np.asarray(q.scale).ravel()[0]), "zero_point": int(np.asarray(q.zero_point).ravel()[0])}
+
+    return params(graph.inputs[0]), params(graph.outputs[0])
