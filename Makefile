@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean arm64-root
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/onnx_latency.py
+
+# The emulated arm64 device the `arm64` tests run on (qemu-user-static + Debian arm64 python3.11 + aarch64
+# wheels), cached in ~/.cache/edgekit/arm64-root (EDGEKIT_ARM64_ROOT overrides). Idempotent.
+arm64-root: install
+	PYTHON=$(BIN)/python bash tests/android_bench/build_arm64_root.sh
 
 clean:
 	rm -rf edgekit-out build *.egg-info .pytest_cache

@@ -9,7 +9,7 @@ core's ``cpuinfo_max_freq`` and the thermal zones.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,11 @@ class AdbTarget(RemoteTarget):
     """One adb device. ``state`` is what discovery saw: a device that is not ``device`` (unauthorized,
     offline) fails at its first step with a message saying what to do."""
 
-    def __init__(self, device: AdbDevice, *, state: str = "device", benchmark_binary: str | Path | None = None,
-                 run_id: str | None = None, work_root: str = ANDROID_WORK_ROOT) -> None:
-        super().__init__(device, work_root=work_root, benchmark_binary=benchmark_binary, run_id=run_id)
+    def __init__(self, device: AdbDevice, *, state: str = "device", work_root: str = ANDROID_WORK_ROOT,
+                 **options) -> None:
+        super().__init__(device, work_root=work_root, **options)
         self.device = device
+        self.serial = device.serial
         self.state = state
 
     def probe(self) -> dict:
@@ -97,15 +98,14 @@ def list_devices(*, adb_path: str = "adb", server_port: int | None = None,
         return list(pool.map(describe, entries))
 
 
-def adb_targets(spec: str, client: AdbClient, *, benchmark_binary: str | Path | None = None,
-                run_id: str | None = None) -> list[AdbTarget]:
+def adb_targets(spec: str, client: AdbClient, **options) -> list[AdbTarget]:
     """The adb targets for ``adb``, ``adb:SERIAL`` or ``all``.
 
     ``adb``: the one usable device (error when there is none or several). ``adb:SERIAL``: that device;
     a ``HOST:PORT`` serial that is not attached yet is ``adb connect``-ed first. ``all``: every attached
-    device, usable or not (the unusable ones fail in the fleet with their reason). Raises DeviceError.
+    device, usable or not (the unusable ones fail in the fleet with their reason). ``options`` go to
+    AdbTarget (benchmark_binary, run_id, download_binary, progress). Raises DeviceError.
     """
-    options = {"benchmark_binary": benchmark_binary, "run_id": run_id}
     entries = client.devices()
     if spec == "all":
         if not entries:
@@ -150,23 +150,28 @@ def targets_from_spec(
     adb_path: str = "adb",
     server_port: int | None = None,
     run_id: str | None = None,
+    download_binary: bool = False,
+    progress: Callable[[str], None] | None = None,
     ssh_options: Sequence[str] = (),
     ssh_path: str = "ssh",
 ) -> list[Target]:
     """The targets a ``--target`` value names (``adb``, ``adb:SERIAL``, ``ssh:USER@HOST[:PORT]``, ``all``).
 
-    In: the spec; ``benchmark_binary`` (a local benchmark_model / onnxruntime_perf_test for the device);
+    In: the spec; ``benchmark_binary`` (a local benchmark_model / onnxruntime_perf_test for the device;
+    else the per-ABI cache, then edgekit's runner on devices with python3); ``download_binary`` (fetch
+    TFLite's prebuilt benchmark_model for the device's ABI when it is not cached); ``progress``;
     ``adb_path`` and ``server_port`` (a private adb server); ``ssh_options`` (extra ``-o`` style ssh
     arguments, e.g. ``["-i", KEY]``). Out: a list of Target, one per device. Raises DeviceError when adb is
     missing, no device matches, or the named device is not usable; EdgekitError for an unknown spec.
     """
     spec = spec.strip()
+    options = {"benchmark_binary": benchmark_binary, "run_id": run_id, "download_binary": download_binary,
+               "progress": progress}
     if spec.startswith("ssh:"):
         from edgekit.android_bench.ssh_target import SshTarget
 
-        return [SshTarget.from_spec(spec, benchmark_binary=benchmark_binary, run_id=run_id,
-                                    ssh_path=ssh_path, extra_options=ssh_options)]
+        return [SshTarget.from_spec(spec, ssh_path=ssh_path, extra_options=ssh_options, **options)]
     if spec in ("adb", "all") or spec.startswith("adb:"):
         client = AdbClient(adb_path, server_port=server_port)
-        return list(adb_targets(spec, client, benchmark_binary=benchmark_binary, run_id=run_id))
+        return list(adb_targets(spec, client, **options))
     raise EdgekitError(f"unknown --target {spec!r}; use host, adb, adb:SERIAL, ssh:USER@HOST or all")

@@ -21,9 +21,7 @@ def failed_device_run(target: Target, model: str | Path, error: str, *, threads:
                       accelerator: str = "-", runs: int = 0, min_secs: float = 0.0, warmup: int = 0) -> BenchRun:
     """The BenchRun that stands for a device that failed before it ran anything: facts as far as they are
     known (the target name at least), ``status="failed"`` and the one-line error."""
-    facts = getattr(target, "_facts", None) or DeviceFacts(target=target.name,
-                                                           serial=getattr(getattr(target, "device", None),
-                                                                          "serial", None))
+    facts = getattr(target, "known_facts", None) or DeviceFacts(target=target.name)
     config = BenchConfig(threads=threads, accelerator=accelerator, runs=runs, min_secs=min_secs, warmup_runs=warmup)
     return BenchRun(device=facts, model_file=str(model), model_sha256="", tool="-", tool_version=None,
                     config=config, status="failed", error=" ".join(error.split()))
@@ -44,8 +42,8 @@ def run_fleet(model: str | Path, targets: Sequence[Target], **options) -> BenchR
     threads = options.get("threads") or (1,)
     with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="edgekit-fleet") as pool:
         futures = [pool.submit(run_benchmark, model, target, **options) for target in targets]
-        results = []
-        for target, future in zip(targets, futures, strict=True):
+        results: list[BenchReport | EdgekitError] = []
+        for future in futures:
             try:
                 results.append(future.result())
             except EdgekitError as exc:

@@ -15,6 +15,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +31,7 @@ from edgekit.android_bench.parsers import (
 from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, DeviceFacts
 from edgekit.android_bench.shell import ShellResult, describe_exit, one_line
 from edgekit.android_bench.target import Target
-from edgekit.errors import DeviceError, DeviceTimeoutError, ModelFileError
+from edgekit.errors import DeviceError, DeviceTimeoutError, EdgekitError, ModelFileError
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 TIMEOUT_GRACE_S = 15.0  # the local limit waits this much longer than the device's own `timeout`
@@ -157,17 +158,23 @@ class RemoteTarget(Target):
 
     In: the connection, ``work_root`` (the device directory that holds run directories),
     ``benchmark_binary`` (a local benchmark_model / onnxruntime_perf_test built for the device, or None
-    to use edgekit's device runner where the device has python3), ``run_id`` (default: time + random).
+    to use the per-ABI cache, then edgekit's device runner where the device has python3),
+    ``download_binary`` (fetch TFLite's prebuilt benchmark_model into the cache when none is there),
+    ``progress`` (one-line messages, e.g. download progress), ``run_id`` (default: time + random).
     """
 
     def __init__(self, connection: Connection, *, work_root: str, benchmark_binary: str | Path | None = None,
-                 run_id: str | None = None, python: str = "python3") -> None:
+                 run_id: str | None = None, python: str = "python3", download_binary: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.connection = connection
         self.name = connection.name
+        self.serial: str | None = None
         self.work_root = work_root.rstrip("/")
         self.run_dir = f"{self.work_root}/{run_id or new_run_id()}"
         self.benchmark_binary = Path(benchmark_binary) if benchmark_binary else None
         self.python = python
+        self.download_binary = download_binary
+        self.progress = progress
         self.model: Path | None = None
         self.model_sha256 = ""
         self.remote_model: str | None = None
@@ -191,6 +198,12 @@ class RemoteTarget(Target):
             self._facts = self.facts_from_probe(self.probe())
         return self._facts
 
+    @property
+    def known_facts(self) -> DeviceFacts:
+        """The facts read so far, without touching the device: the full ones after ``facts()``, else just
+        the target's name (and serial), for reporting a device that failed early."""
+        return self._facts or DeviceFacts(target=self.name, serial=self.serial)
+
     def facts_from_probe(self, probe: dict) -> DeviceFacts:
         return DeviceFacts(target=self.name, model=probe["dtmodel"], abi=probe["uname"], os_version=probe["os"],
                            cores=probe["cores"])
@@ -203,24 +216,43 @@ class RemoteTarget(Target):
 
     # --- prepare ------------------------------------------------------------------------------------
 
+    def binary_abi(self) -> str:
+        """The ABI key of the per-ABI binary cache (``arm64-v8a``; ``linux-aarch64`` for Linux boards)."""
+        return self.facts().abi or "unknown"
+
     def _pick_tool(self, model: Path) -> str:
-        binary = self.benchmark_binary
-        if binary is not None:
-            if not binary.is_file():
-                raise DeviceError(f"{self.name}: prepare: benchmark binary {str(binary)!r} does not exist")
-            if "perf_test" in binary.name:
+        """``benchmark_model``/``onnxruntime_perf_test`` (the binary passed, cached or downloaded on request),
+        else ``edgekit-runner`` where the device has python3. Raises DeviceError saying what to provide."""
+        from edgekit.android_bench.binaries import (
+            BENCHMARK_MODEL,
+            BinaryNotFoundError,
+            download_benchmark_binary,
+            resolve_benchmark_binary,
+        )
+
+        wanted = TOOLS_BY_SUFFIX[model.suffix.lower()]
+        explicit = self.benchmark_binary
+        if explicit is not None:
+            if not explicit.is_file():
+                raise DeviceError(f"{self.name}: prepare: benchmark binary {str(explicit)!r} does not exist")
+            if "perf_test" in explicit.name:
                 return "onnxruntime_perf_test"
-            if "benchmark_model" in binary.name:
-                return "benchmark_model"
-            return TOOLS_BY_SUFFIX[model.suffix.lower()]
+            return "benchmark_model" if "benchmark_model" in explicit.name else wanted
+        abi = self.binary_abi()
+        try:
+            self.benchmark_binary = resolve_benchmark_binary(wanted, abi)
+            return wanted
+        except BinaryNotFoundError as exc:
+            missing = " ".join(str(exc).split())
+        try:
+            if self.download_binary and wanted == BENCHMARK_MODEL:
+                self.benchmark_binary = download_benchmark_binary(abi, progress=self.progress)
+                return wanted
+        except EdgekitError as exc:
+            raise DeviceError(f"{self.name}: prepare: {' '.join(str(exc).split())}") from None
         if "python3" in self.probe()["tools"]:
             return "edgekit-runner"
-        wanted = TOOLS_BY_SUFFIX[model.suffix.lower()]
-        abi = self.facts().abi or "this device's ABI"
-        raise DeviceError(
-            f"{self.name}: prepare: no {wanted} binary and no python3 on the device: pass "
-            f"--benchmark-binary PATH (a {wanted} built for {abi}) or put one in ~/.cache/edgekit/bin/{abi}/"
-        )
+        raise DeviceError(f"{self.name}: prepare: {missing} (the device has no python3 for edgekit's runner either)")
 
     def prepare(self, model: Path) -> None:
         """Create the run directory and push the model and the tool. Raises ModelFileError for a missing or

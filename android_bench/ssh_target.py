@@ -78,7 +78,8 @@ class SshConnection:
              stdout=None) -> subprocess.CompletedProcess:
         limit = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            return subprocess.run(self.command(remote_command), stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            return subprocess.run(self.command(remote_command),
+                                  stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                   stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceTimeoutError(f"{self.name}: {step}: no result after {limit:g} s (timeout)") from None
@@ -133,18 +134,22 @@ class SshConnection:
 class SshTarget(RemoteTarget):
     """An ARM Linux board over ssh, with its run directories under ``/tmp/edgekit``."""
 
-    def __init__(self, connection: SshConnection, *, benchmark_binary: str | Path | None = None,
-                 run_id: str | None = None, work_root: str = LINUX_WORK_ROOT, emulated: bool = False) -> None:
-        super().__init__(connection, work_root=work_root, benchmark_binary=benchmark_binary, run_id=run_id)
+    def __init__(self, connection: SshConnection, *, work_root: str = LINUX_WORK_ROOT, emulated: bool = False,
+                 **options) -> None:
+        super().__init__(connection, work_root=work_root, **options)
         self.emulated = emulated
 
     @classmethod
-    def from_spec(cls, spec: str, *, benchmark_binary: str | Path | None = None, run_id: str | None = None,
-                  ssh_path: str = "ssh", extra_options: Sequence[str] = ()) -> SshTarget:
-        """``ssh:USER@HOST[:PORT]`` -> SshTarget. Raises EdgekitError for a malformed spec."""
+    def from_spec(cls, spec: str, *, ssh_path: str = "ssh", extra_options: Sequence[str] = (),
+                  **options) -> SshTarget:
+        """``ssh:USER@HOST[:PORT]`` -> SshTarget; ``options`` as RemoteTarget's (benchmark_binary, run_id,
+        download_binary, progress). Raises EdgekitError for a malformed spec."""
         destination, port = parse_ssh_spec(spec)
         connection = SshConnection(destination, port=port, ssh_path=ssh_path, extra_options=extra_options)
-        return cls(connection, benchmark_binary=benchmark_binary, run_id=run_id)
+        return cls(connection, **options)
+
+    def binary_abi(self) -> str:
+        return f"linux-{self.facts().abi or 'unknown'}"
 
     def facts_from_probe(self, probe: dict) -> DeviceFacts:
         return DeviceFacts(target=self.name, model=probe["dtmodel"], abi=probe["uname"], os_version=probe["os"],

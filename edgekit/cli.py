@@ -229,5 +229,19 @@ def bench_command(model_file, target_spec, threads, accelerator, runs, min_secs,
         sys.exit(1)
 
 
+@main.command("devices")
+@click.option("--adb", "adb_path", default="adb", show_default=True, metavar="PATH",
+              help="The adb binary (its server port follows ANDROID_ADB_SERVER_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the devices and their facts as JSON.")
+@_one_line_errors
+def devices_command(adb_path, as_json) -> None:
+    """List attached adb devices with their facts: model, SoC, ABI, Android version, cores, tools."""
+    from edgekit.android_bench.adb_target import list_devices
+    from edgekit.report import render_devices, to_json
+
+    listings = list_devices(adb_path=adb_path)
+    click.echo(to_json(listings) if as_json else render_devices(listings), nl=not as_json)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -366,3 +366,41 @@ def _nice_ceiling(value: float) -> float:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
+# --- devices ------------------------------------------------------------------------------------------
+
+
+def _cores_summary(cores) -> str | None:
+    """``8 (4x2.4 + 4x1.8 GHz)``: core count and the clusters by max frequency, fastest first."""
+    if not cores:
+        return None
+    clusters: dict[int | None, int] = {}
+    for core in cores:
+        clusters[core.max_khz] = clusters.get(core.max_khz, 0) + 1
+    if None in clusters:
+        return str(len(cores))
+    parts = " + ".join(f"{n}x{khz / 1e6:.1f}" for khz, n in sorted(clusters.items(), key=lambda kv: -kv[0]))
+    return f"{len(cores)} ({parts} GHz)"
+
+
+def devices_rows(listings) -> tuple[list[str], list[list[Any]]]:
+    """One row per attached device: serial, state, model, SoC, ABI, OS, cores, tools, problem."""
+    headers = ["serial", "state", "model", "soc", "abi", "os", "cores", "tools", "note"]
+    rows = []
+    for item in listings:
+        facts = item.facts
+        rows.append([
+            item.serial, item.state, facts.model if facts else None, facts.soc if facts else None,
+            facts.abi if facts else None, facts.os_version if facts else None,
+            _cores_summary(facts.cores) if facts else None, ",".join(item.tools) if item.tools else None,
+            ("emulated" if facts and facts.emulated else None) if not item.error else item.error,
+        ])
+    return headers, rows
+
+
+def render_devices(listings) -> str:
+    """The terminal view of ``edgekit devices``."""
+    if not listings:
+        return "no adb devices attached (USB debugging on? for network devices: adb connect HOST:PORT)"
+    return table(*devices_rows(listings))

@@ -21,7 +21,7 @@ from edgekit.android_bench.binaries import (
 )
 from edgekit.android_bench.host import RUNNER, HostTarget, read_proc_status
 from edgekit.android_bench.parsers import parse_runner_output
-from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, DeviceFacts, LatencyStats
+from edgekit.android_bench.results import BenchRun, CoreInfo, DeviceFacts, LatencyStats
 from edgekit.android_bench.target import Target
 from edgekit.cli import main
 from edgekit.errors import DownloadError, EdgekitError, ModelFileError
@@ -39,14 +39,14 @@ def test_big_core_mask_picks_the_fast_cluster():
     phone = _cores(1_800_000, 1_800_000, 1_800_000, 1_800_000, 2_400_000, 2_400_000, 2_400_000, 2_400_000)
     assert big_core_mask(phone, 1) == "f0"
     assert big_core_mask(phone, 4) == "f0"
-    assert big_core_mask(phone, 6) == "3f0"  # big cluster plus the two lowest-numbered little cores
+    assert big_core_mask(phone, 6) == "f3"  # big cluster plus the two lowest-numbered little cores
     assert big_core_mask(phone, 8) is None  # every core: no pinning
 
 
 def test_big_core_mask_prime_core():
     tri = _cores(1_700_000, 1_700_000, 1_700_000, 1_700_000, 2_400_000, 2_400_000, 2_400_000, 3_000_000)
     assert big_core_mask(tri, 1) == "80"
-    assert big_core_mask(tri, 2) == "c0"  # prime core, then the fastest big core
+    assert big_core_mask(tri, 2) == "90"  # prime core, then the lowest-numbered 2.4 GHz core
 
 
 def test_big_core_mask_nothing_to_pick():
@@ -69,7 +69,7 @@ def test_host_onnx_run_has_latency_memory_and_op_profile(tiny_onnx_file):
     assert run.memory.overall_mb > 10  # peak RSS of a Python process holding ORT
     assert run.tool_version.startswith("onnxruntime ")
     assert len(run.model_sha256) == 64 and run.device.abi
-    assert {r.op_type for r in run.op_profile} >= {"Conv", "Relu", "Gemm"}
+    assert {r.op_type for r in run.op_profile} >= {"Conv", "Gemm"}  # ORT fuses the ReLUs into Conv
     assert run.op_type_summary[0].avg_ms >= run.op_type_summary[-1].avg_ms
     assert json.loads(run.raw_text)["times_ms"]
 
@@ -298,11 +298,8 @@ def test_resolve_binary_explicit_cache_and_offline_message(tmp_path):
 def file_server(tmp_path):
     root = tmp_path / "srv"
     root.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    handler_cls = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: handler_cls(*a, directory=str(root),
-                                                                                            **k))
-    del handler
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: quiet(*a, directory=str(root), **k))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
