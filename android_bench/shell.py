@@ -59,13 +59,15 @@ def describe_exit(code: int) -> str:
             return f"exit {code} (killed by {signal.Signals(code - 128).name})"
         except ValueError:
             pass
-    hints = {126: "not executable: wrong ABI or no exec permission", 127: "command not found"}
+    hints = {126: "not executable: wrong ABI or no exec permission",
+             127: "command not found, or a binary the device cannot load"}
     return f"exit {code} ({hints[code]})" if code in hints else f"exit {code}"
 
 
 def one_line(text: str, limit: int = 300) -> str:
     """The end of ``text`` on one line, at most ``limit`` characters, for error messages."""
-    flat = " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    printable = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
+    flat = " | ".join(line.strip() for line in printable.strip().splitlines() if line.strip())
     return flat if len(flat) <= limit else "..." + flat[-limit:]
 
 

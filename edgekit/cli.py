@@ -100,7 +100,7 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
               show_default=True, help="Directory for the model file and its report.")
 @click.option("--shuffle", "shuffle_lowering", default=None, metavar="LOWERING",
               help="Channel-shuffle lowering. ONNX: fused (default), reshape, concat. "
-                   "TFLite: folded (default), roundtrip, fused, reshape.")
+                   "TFLite: auto (default: folded where it pays, else roundtrip), folded, roundtrip, fused, reshape.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
 @click.option("--no-check", is_flag=True, help="Skip the parity check (and keep the file even if it is wrong).")
 @data_option

@@ -12,9 +12,11 @@ its weights say. So instead of materialising shuffled tensors:
    single group suffices), and permute the reader's weights to the order of that concatenation;
    channel-wise readers (PAD, depthwise convolution, max pool) pass the permutation on to their readers.
 
-The result computes exactly the same function. It applies when every routed channel comes from a
-regular convolution and every routed tensor ends in a convolution; otherwise ``fold_shuffles`` raises
-``FoldNotApplicable`` and the caller falls back to another lowering.
+The result computes exactly the same function. It applies when every routed channel comes from a regular
+convolution, possibly through channel-wise ops that nothing else reads (a depthwise convolution, PAD, an
+activation: such a chain is cut into channel groups as a whole, as in AugShuffleNet's crossover), and
+every routed tensor ends in a convolution; otherwise ``fold_shuffles`` raises ``FoldNotApplicable`` and
+the caller falls back to another lowering.
 """
 
 from __future__ import annotations
@@ -83,11 +85,10 @@ def fold_shuffles(graph: Graph) -> dict:
             raise FoldNotApplicable(f"routed tensor {t} is a graph output")
         if any(c.kind in ROUTING for c in consumers.get(t, [])):
             raise FoldNotApplicable(f"routed tensor {t} is read by routing and compute ops alike")
-    sources = sorted({s for t in sinks for s, _ in chans[t]}, key=lambda n: graph.ops.index(producers[n]))
+    order = {out: i for i, op in enumerate(graph.ops) for out in op.outputs}
+    sources = sorted({s for t in sinks for s, _ in chans[t]}, key=lambda n: order.get(n, -1))
+    chains = {s: _source_chain(graph, s, producers, consumers) for s in sources}
     for s in sources:
-        op = producers.get(s)
-        if op is None or op.kind != "CONV_2D":
-            raise FoldNotApplicable(f"routed channels of {s} do not come from a regular convolution")
         if any(c.kind not in ROUTING for c in consumers.get(s, [])):
             raise FoldNotApplicable(f"{s} is read both directly and through routing")
     # Fate of each source channel: the sinks that read it.
@@ -136,15 +137,13 @@ def fold_shuffles(graph: Graph) -> dict:
             reader.inputs = [physical if n == t else n for n in reader.inputs]
         # Only the readers of this routed tensor see the new order; a group tensor may feed other concats.
         _absorb(graph, readers, perm, graph.consumers())
-    # Phase 3: one convolution per fate group, from the source convolution's (possibly permuted) weights.
+    # Phase 3: one copy of each source chain per fate group, from the (possibly permuted) weights.
     new_ops: dict[int, list[Op]] = defaultdict(list)
+    replaced: set[int] = set()
     for out, s in group_source.items():
-        conv = producers[s]
-        rows = group_channels[out]
-        w = graph.add_constant(out + "_filter", graph.tensors[conv.inputs[1]].data[rows])
-        b = graph.add_constant(out + "_bias", graph.tensors[conv.inputs[2]].data[rows])
-        new_ops[graph.ops.index(conv)].append(Op("CONV_2D", [conv.inputs[0], w, b], [out], dict(conv.options),
-                                                 conv.name))
+        chain = chains[s]
+        replaced.update(graph.ops.index(op) for op in chain)
+        new_ops[graph.ops.index(chain[-1])].extend(_split_chain(graph, chain, group_channels[out], out))
     conv_count = len(group_source)
     # Rebuild the op list: group convs where their conv stood, concats right before their first reader.
     first_reader = {}
@@ -158,6 +157,7 @@ def fold_shuffles(graph: Graph) -> dict:
         rebuilt.extend(first_reader.get(i, []))
         if i in new_ops:
             rebuilt.extend(new_ops[i])
+        if i in replaced:
             continue
         if op.kind in ROUTING and any(o in routed for o in op.outputs):
             continue
@@ -166,6 +166,46 @@ def fold_shuffles(graph: Graph) -> dict:
     graph.remove_unused()
     return {"routed_tensors": len(sinks), "convolutions": conv_count, "concatenations": concat_count,
             "layout": layout}
+
+
+def _source_chain(graph: Graph, source: str, producers, consumers) -> list[Op]:
+    """The ops from a regular convolution to ``source`` through channel-wise ops (depthwise conv, PAD,
+    activations), each intermediate read by nothing else: such a chain can be cut into channel groups."""
+    chain: list[Op] = []
+    tensor = source
+    while True:
+        op = producers.get(tensor)
+        if op is None:
+            raise FoldNotApplicable(f"routed channels of {source} come from a graph input")
+        chain.insert(0, op)
+        if op.kind == "CONV_2D":
+            return chain
+        depthwise = op.kind == "DEPTHWISE_CONV_2D" and op.options.get("depth_multiplier", 1) == 1
+        if not (depthwise or op.kind in CHANNELWISE):
+            raise FoldNotApplicable(f"routed channels of {source} come from {op.kind} {op.name}")
+        tensor = op.inputs[0]
+        if len(consumers.get(tensor, [])) != 1 or tensor in graph.outputs:
+            raise FoldNotApplicable(f"{tensor} feeds {source} and other ops too")
+
+
+def _split_chain(graph: Graph, chain: list[Op], rows: list[int], out: str) -> list[Op]:
+    """A copy of ``chain`` computing only channels ``rows`` of its result, written to ``out``."""
+    ops: list[Op] = []
+    x = chain[0].inputs[0]
+    for k, op in enumerate(chain):
+        last = k == len(chain) - 1
+        name = out if last else graph.add_tensor(f"{out}_{op.kind.lower()}", (*graph.shape(op.outputs[0])[:3],
+                                                                                len(rows)))
+        inputs = [x, *op.inputs[1:]]
+        if op.kind == "CONV_2D":
+            inputs[1] = graph.add_constant(out + "_filter", graph.tensors[op.inputs[1]].data[rows])
+            inputs[2] = graph.add_constant(out + "_bias", graph.tensors[op.inputs[2]].data[rows])
+        elif op.kind == "DEPTHWISE_CONV_2D":
+            inputs[1] = graph.add_constant(out + "_dw_filter", graph.tensors[op.inputs[1]].data[..., rows])
+            inputs[2] = graph.add_constant(out + "_dw_bias", graph.tensors[op.inputs[2]].data[rows])
+        ops.append(Op(op.kind, inputs, [name], dict(op.options), op.name))
+        x = name
+    return ops
 
 
 def _concat_tree(graph: Graph, groups: list[str], routed: str) -> tuple[list[Op], str]:

@@ -174,7 +174,10 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], *, io: 
         members = [m for m in members if m not in weights and m not in pad_values]
         if not members:
             continue
-        quant = _class_quant(g, members, ranges, producers)
+        # A PADV2 output's observed range holds its pad value (-FLT_MAX for max-pool padding), which is meant
+        # to saturate to the lowest code, not to stretch the scale: its input's range speaks for it.
+        observed = [m for m in members if m not in producers or producers[m].kind != "PADV2"] or members
+        quant = _class_quant(g, observed, ranges, producers)
         for name in members:
             t = g.tensors[name]
             if t.is_constant:

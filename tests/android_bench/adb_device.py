@@ -202,6 +202,10 @@ class SimDevice:
     def unplug(self) -> None:
         """Drop every connection and stop listening: what pulling the cable looks like to adb."""
         if self._listener is not None:
+            try:  # close() alone does not wake the thread blocked in accept(): the port would stay open
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
         with self._lock:
             connections, self._connections = self._connections, []

@@ -47,7 +47,7 @@ def test_fp32_export_is_native_nhwc_and_one_partition(x0_5_fp32):
     result, out = x0_5_fp32
     assert result.parity.passed and result.parity.outputs[0].max_abs <= 1e-4
     assert result.layout_transposes == 0 and result.xnnpack_partitions == 1
-    assert result.shuffle_lowering == "folded" and len(result.shuffles) == 16
+    assert result.shuffle_lowering == "folded" and len(result.shuffles) == 16  # "auto" folds ShuffleNetV2
     assert "TRANSPOSE" not in result.op_histogram and "SPLIT" not in result.op_histogram
     # explicit PAD only where SAME differs from PyTorch: the stride-2 conv1, the max pool, and the two
     # stride-2 depthwise convs of each of the three downsampling blocks
@@ -119,8 +119,8 @@ def test_fold_shuffles_is_exact_and_removes_all_routing():
     np.testing.assert_allclose(run_tflite(write_tflite(folded), x), expected, atol=1e-5)
 
 
-def test_fold_refuses_routing_from_a_depthwise_output():
-    class DwRouted(nn.Module):
+def test_fold_refuses_routing_that_starts_at_the_input():
+    class InputRouted(nn.Module):
         def __init__(self):
             super().__init__()
             self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
@@ -131,8 +131,8 @@ def test_fold_refuses_routing_from_a_depthwise_output():
 
             return self.pw(channel_shuffle(self.dw(x), 2))
 
-    graph, _ = nhwc_graph(DwRouted(), (1, 8, 6, 6))
-    with pytest.raises(FoldNotApplicable, match="regular convolution"):
+    graph, _ = nhwc_graph(InputRouted(), (1, 8, 6, 6))
+    with pytest.raises(FoldNotApplicable, match="graph input"):
         fold_shuffles(graph)
 
 
@@ -149,10 +149,17 @@ def test_padding_is_pytorchs(size, stride, pads):
     np.testing.assert_allclose(run_tflite(write_tflite(graph), x), expected, atol=1e-5)
 
 
-def test_augshufflenet_falls_back_and_says_why(tmp_path):
+def test_augshufflenet_auto_falls_back_and_says_why(tmp_path):
     result = export_tflite("augshufflenet_x0_5", output_dir=tmp_path, samples=2)
     assert result.parity.passed and result.shuffle_lowering == "roundtrip"
-    assert any("not applicable" in note for note in result.notes)
+    assert any("narrow convolutions" in note for note in result.notes)
+
+
+def test_augshufflenet_folds_exactly_when_forced(tmp_path):
+    # the crossover routes depthwise outputs: folding cuts conv0 -> depthwise chains into channel groups
+    result = export_tflite("augshufflenet_x0_5", output_dir=tmp_path, shuffle_lowering="folded", samples=2)
+    assert result.parity.passed and result.shuffle_lowering == "folded" and result.xnnpack_partitions == 1
+    assert not {"TRANSPOSE", "SPLIT", "SLICE"} & set(result.op_histogram)
 
 
 def test_unsupported_op_names_op_node_and_onnx(tmp_path):
