@@ -30,12 +30,14 @@ class Thresholds:
     min_top1: float | None = None
 
 
-# fp32 must be numerically the same network; quantized models are judged by how close their logits
-# point (cosine) and how often they pick the same class, since absolute errors scale with the logits.
+# fp32 must be numerically the same network; quantized models are judged by how close their logits point
+# (cosine), since absolute errors scale with the logits. Top-1 agreement is reported but not gated for
+# int8: untrained reference weights have top-1 margins of ~0.2 logits, below one int8 step's effect, so
+# it measures the weights rather than the export (the trained digits reference tests it against labels).
 THRESHOLDS: dict[str, Thresholds] = {
     "fp32": Thresholds(max_abs=1e-4, rel_max_abs=1e-5),
     "fp16": Thresholds(max_abs=5e-2, min_cosine=0.999),
-    "int8": Thresholds(min_cosine=0.95, min_top1=0.5),
+    "int8": Thresholds(min_cosine=0.95),
 }
 
 

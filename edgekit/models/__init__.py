@@ -9,7 +9,7 @@ from edgekit.models.channel_shuffle import SHUFFLE_LOWERINGS, channel_shuffle, s
 from edgekit.models.registry import ModelInfo, create, list_models, model_names, register_model
 
 # Importing the families fills the registry.
-from edgekit.models import augshufflenet, shufflenetv2  # noqa: E402, F401, I001  isort: skip
+from edgekit.models import augshufflenet, digits, shufflenetv2  # noqa: E402, F401, I001  isort: skip
 from edgekit.models.handle import ModelHandle, parse_input_shape, resolve  # noqa: E402
 from edgekit.models.weights import state_dict_sha256  # noqa: E402
 

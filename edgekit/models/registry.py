@@ -207,6 +207,11 @@ def create_with_source(
         path = w.download_pretrained(url, progress=progress)
         w.apply_state_dict(model, w.load_state_dict_file(path), source=str(path), arch=name)
         source = f"pretrained:{url}"
+    elif entry.meta.get("default_weights"):
+        # Models trained for edgekit ship their weights inside the package (see models/digits.py).
+        path = entry.meta["default_weights"]
+        w.apply_state_dict(model, w.load_state_dict_file(path), source=str(path), arch=name)
+        source = f"bundled:{os.path.basename(path)}"
     else:
         w.deterministic_init(
             model,
