@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/edgekit models
 	$(BIN)/edgekit export --format onnx --output edgekit-out
+	$(BIN)/edgekit export --format tflite --int8 --output edgekit-out
+	$(BIN)/edgekit check edgekit-out/shufflenet_v2_x1_0_int8.tflite
 
 # pytest exits 5 when it collected no test: treat that as the failure it is.
 test: install
