@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/edgekit export --format onnx --output edgekit-out
 	$(BIN)/edgekit export --format tflite --int8 --output edgekit-out
 	$(BIN)/edgekit check edgekit-out/shufflenet_v2_x1_0_int8.tflite
+	$(BIN)/edgekit bench edgekit-out/shufflenet_v2_x1_0_int8.tflite --target host --threads 1,2 --output edgekit-out/bench
 
 # pytest exits 5 when it collected no test: treat that as the failure it is.
 test: install
