@@ -243,5 +243,29 @@ def devices_command(adb_path, as_json) -> None:
     click.echo(to_json(listings) if as_json else render_devices(listings), nl=not as_json)
 
 
+@main.command("eval")
+@click.argument("model_or_file", metavar="FILE_OR_MODEL")
+@click.option("--data", default="digits", show_default=True, metavar="DIR|digits",
+              help="A folder with one subfolder per class (named like the model's labels), or the bundled "
+                   "digits held-out split (digits, digits:train, digits:all).")
+@click.option("--compare", default=None, metavar="FILE_OR_MODEL",
+              help="A second model (e.g. the int8 file of the fp32 one) run on the same images: drop and agreement.")
+@weights_option
+@shape_option
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images decoded and run per step (memory stays at one batch).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the accuracy report as JSON on stdout.")
+@_one_line_errors
+def eval_command(model_or_file, data, compare, weights, input_shape, batch_size, threads, as_json) -> None:
+    """Top-1/top-5 accuracy and per-class confusion of a model or exported file on labelled images."""
+    from edgekit.evaluate import evaluate
+    from edgekit.report import render_eval, to_json
+
+    report = evaluate(model_or_file, data, compare=compare, weights=weights, input_shape=input_shape,
+                      batch_size=batch_size, threads=threads, progress=_progress)
+    click.echo(to_json(report) if as_json else render_eval(report), nl=not as_json)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

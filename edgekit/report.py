@@ -413,7 +413,7 @@ def eval_rows(report) -> tuple[list[str], list[list[Any]]]:
     """One row per evaluated model: top-1, top-5 (percent) and the runtime that ran it."""
     headers = ["model", "runtime", "images", "top-1 %", "top-5 %"]
     rows = [
-        [r.model, r.runtime, r.images, 100.0 * r.top1, None if r.top5 is None else 100.0 * r.top5]
+        [r.model, r.runtime, r.images, f"{100.0 * r.top1:.2f}", None if r.top5 is None else f"{100.0 * r.top5:.2f}"]
         for r in report.results
     ]
     return headers, rows
@@ -423,7 +423,7 @@ def confusion_rows(result, classes: list[str]) -> tuple[list[str], list[list[Any
     """Per-class accuracy and the confusion matrix: rows are true classes, columns predicted classes."""
     headers = ["class", "images", "top-1 %", *classes, "other"]
     rows = [
-        [c.name, c.images, 100.0 * c.top1, *result.confusion[i]] for i, c in enumerate(result.per_class)
+        [c.name, c.images, f"{100.0 * c.top1:.1f}", *result.confusion[i]] for i, c in enumerate(result.per_class)
     ]
     return headers, rows
 
