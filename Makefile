@@ -39,7 +39,18 @@ bench: install
 # The emulated arm64 device the `arm64` tests run on (qemu-user-static + Debian arm64 python3.11 + aarch64
 # wheels), cached in ~/.cache/edgekit/arm64-root (EDGEKIT_ARM64_ROOT overrides). Idempotent.
 arm64-root: install
-	PYTHON=$(BIN)/python bash tests/android_bench/build_arm64_root.sh
+	PYTHON=$(CURDIR)/$(BIN)/python bash tests/android_bench/build_arm64_root.sh
 
 clean:
 	rm -rf edgekit-out build *.egg-info .pytest_cache
+
+.PHONY: bench-peers bench-tflite
+
+# Peer converters for benchmarks/tflite_latency.py (litert-torch, onnx2tf), each in its own environment
+# under .bench-envs/ (never .venv); writes .bench-envs/models/manifest.json. Not part of `make test`.
+bench-peers: install
+	$(BIN)/python benchmarks/peers/build_peers.py
+
+# LiteRT/XNNPACK latency of edgekit's .tflite lowerings against the peers (run bench-peers first for them).
+bench-tflite: install
+	$(BIN)/python benchmarks/tflite_latency.py

@@ -88,7 +88,13 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @main.command("export")
 @model_option
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
-@click.option("--int8", is_flag=True, help="TFLite: full-integer int8 (per-channel weights, int8 activations).")
+@click.option("--int8", is_flag=True, help="int8: TFLite full-integer, or ONNX QDQ (per-channel weights, int8 "
+              "activations).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default=None,
+              help="ONNX int8 calibration (default percentile, the best measured).")
+@click.option("--target-cpu", default=None, metavar="host|vnni|avx2|arm64|arm64-dotprod|...",
+              help="ONNX int8: the CPU the model will run on (default this one); picks 7-bit weights where "
+                   "its int8 kernels lack dot-product instructions.")
 @click.option("--calib", default=None, metavar="DIR|N",
               help="int8 calibration: an image folder or a number of bundled images (default 100).")
 @click.option("--io", "io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
@@ -107,8 +113,8 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @samples_option
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
-def export_command(model, fmt, int8, calib, io, weights, pretrained, input_shape, output_dir, shuffle_lowering,
-                   opset, no_check, data, samples, as_json) -> None:
+def export_command(model, fmt, int8, calib_method, target_cpu, calib, io, weights, pretrained, input_shape,
+                   output_dir, shuffle_lowering, opset, no_check, data, samples, as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
     from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
@@ -116,16 +122,23 @@ def export_command(model, fmt, int8, calib, io, weights, pretrained, input_shape
 
     common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
                   check=not no_check, data=data, samples=samples, progress=_progress)
+    if (calib_method or target_cpu) and not (fmt == "onnx" and int8):
+        raise click.UsageError("--calib-method and --target-cpu apply to --format onnx --int8")
     if fmt == "tflite":
         if opset is not None:
             raise click.UsageError("--opset applies to --format onnx only")
         result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
                                shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **common)
+    elif int8:
+        from edgekit.export.onnx_int8 import DEFAULT_CALIB_METHOD, INT8_SHUFFLE_LOWERING, export_onnx_int8
+
+        result = export_onnx_int8(model or "shufflenet_v2_x1_0", calib=calib,
+                                  calib_method=calib_method or DEFAULT_CALIB_METHOD, target_cpu=target_cpu,
+                                  shuffle_lowering=shuffle_lowering or INT8_SHUFFLE_LOWERING,
+                                  opset=opset or DEFAULT_OPSET, **common)
     else:
-        if int8 or calib is not None:
-            raise click.UsageError(
-                "--int8 and --calib apply to --format tflite; for ONNX, export fp32 (int8 ONNX is not built yet)"
-            )
+        if calib is not None:
+            raise click.UsageError("--calib applies to --int8 exports")
         result = export_onnx(model or "shufflenet_v2_x1_0",
                              shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
                              opset=opset or DEFAULT_OPSET, **common)
@@ -265,6 +278,113 @@ def eval_command(model_or_file, data, compare, weights, input_shape, batch_size,
     report = evaluate(model_or_file, data, compare=compare, weights=weights, input_shape=input_shape,
                       batch_size=batch_size, threads=threads, progress=_progress)
     click.echo(to_json(report) if as_json else render_eval(report), nl=not as_json)
+
+
+@main.command("analyze")
+@click.argument("model", metavar="MODEL_OR_FILE")
+@shape_option
+@click.option("--profile", "profile", type=click.Path(dir_okay=False), default=None, metavar="BENCH.json",
+              help="An op profile (bench.json of `edgekit bench --op-profile`): predicted vs measured shares.")
+@click.option("--measure", "measure_target", default=None, metavar="TARGET",
+              help="Profile the .onnx file on TARGET (e.g. host) first and compare with it.")
+@click.option("--g1-excess", type=click.FloatRange(min=0), default=0.15, show_default=True,
+              help="Flag 1x1 convs whose MAC is this fraction above the G1 bound.")
+@click.option("--layers", "max_layers", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Layers to list (most memory access first); 0 lists all.")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write analysis.json and analysis.md here (for `edgekit report`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON on stdout.")
+@_one_line_errors
+def analyze_command(model, input_shape, profile, measure_target, g1_excess, max_layers, output_dir, as_json) -> None:
+    """Per-layer mult-adds, memory access cost (MAC) and the ShuffleNetV2 guidelines G1-G4 for a registry
+    model, a FILE.py:FACTORY, or an exported .onnx/.tflite file."""
+    from pathlib import Path
+
+    from edgekit.analysis import analyze
+    from edgekit.report import analysis_markdown, render_analysis, to_json
+
+    if profile and measure_target:
+        raise click.UsageError("pass either --profile or --measure, not both")
+    if measure_target:
+        if not str(model).lower().endswith(".onnx"):
+            raise click.UsageError("--measure profiles .onnx files (LiteRT's Python API has no op profiler); "
+                                   "for other targets pass --profile with a bench.json")
+        from edgekit.android_bench import make_targets, run_benchmark
+
+        _progress(f"profiling {model} on {measure_target}")
+        profile = run_benchmark(model, make_targets(measure_target)[0], op_profile=True, runs=20, min_secs=0.5,
+                                progress=_progress)
+    result = analyze(model, input_shape=input_shape, profile=profile, g1_excess=g1_excess)
+    if output_dir:
+        from edgekit.fileio import ensure_writable_dir
+
+        out = ensure_writable_dir(output_dir)
+        stem = Path(str(result.source)).name.replace(".", "_")
+        (out / f"analysis_{stem}.json").write_text(to_json(result))
+        (out / f"analysis_{stem}.md").write_text(analysis_markdown(result))
+        _progress(f"wrote {out / f'analysis_{stem}.json'}")
+    click.echo(to_json(result) if as_json else render_analysis(result, max_layers or None), nl=not as_json)
+
+
+def _multipliers(_ctx, _param, value):
+    try:
+        values = [int(v.strip().lstrip("x")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give widths such as 1,2,4") from None
+    if not values or any(v not in (1, 2, 4) for v in values):
+        raise click.BadParameter(f"{value!r}: widths are among 1, 2, 4 (the paper's x1, x2, x4)")
+    return values
+
+
+@main.command("guidelines")
+@click.option("--target", "target_spec", default="host", show_default=True, metavar="host|adb[:SERIAL]|ssh:USER@HOST",
+              help="Where to time the networks.")
+@click.option("--spatial", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Input height and width of every network (default 28).")
+@click.option("--widths", callback=_multipliers, default="1,2,4", show_default=True, metavar="1,2,4",
+              help="Width columns: the paper's x1, x2, x4 (G3/G4: its three c values).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Interleaved timing rounds; each network keeps its best.")
+@click.option("--min-secs", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Minimum seconds of timed runs per network per round.")
+@click.option("--format", "formats", type=click.Choice(["tflite", "onnx", "both"]), default="tflite",
+              show_default=True, help="What to export (and time: the .tflite when made).")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), default="edgekit-guidelines",
+              show_default=True, help="Directory for the networks, guidelines.json and guidelines.md.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON on stdout.")
+@_one_line_errors
+def guidelines_command(target_spec, spatial, widths, threads, rounds, min_secs, formats, output_dir, as_json) -> None:
+    """Rebuild the ShuffleNetV2 guideline experiments (G1-G4), time them on TARGET, and print the paper's
+    tables with the target's images/s beside the paper's ARM and GPU columns."""
+    from edgekit.fileio import ensure_writable_dir
+    from edgekit.guidelines import DEFAULT_SPATIAL, run_guidelines
+    from edgekit.report import guidelines_markdown, render_guidelines, to_json
+
+    report = run_guidelines(
+        target_spec, spatial=spatial or DEFAULT_SPATIAL, multipliers=widths, threads=threads, rounds=rounds,
+        min_secs=min_secs, output_dir=output_dir,
+        formats=("tflite", "onnx") if formats == "both" else (formats,), progress=_progress,
+    )
+    out = ensure_writable_dir(output_dir)
+    (out / "guidelines.json").write_text(to_json(report))
+    (out / "guidelines.md").write_text(guidelines_markdown(report))
+    _progress(f"wrote {out / 'guidelines.json'} and {out / 'guidelines.md'}")
+    click.echo(to_json(report) if as_json else render_guidelines(report), nl=not as_json)
+
+
+@main.command("report")
+@click.argument("run_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write report.html and report.md (default: DIR).")
+@_one_line_errors
+def report_command(run_dir, output_dir) -> None:
+    """Render every result in DIR (export, parity, bench, analysis, guidelines JSON) as one self-contained
+    HTML page and Markdown."""
+    from edgekit.report import write_run_report
+
+    paths = write_run_report(run_dir, output_dir)
+    click.echo(f"wrote {paths['html']} and {paths['markdown']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

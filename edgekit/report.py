@@ -107,6 +107,7 @@ def render_parity(report) -> str:
         f"inputs: {report.samples} from {report.data}"
         + (f" ({report.skipped_images} unreadable files skipped)" if report.skipped_images else ""),
         table(*parity_rows(report)),
+        *_kernel_lines(report),
         verdict,
     ]
     return "\n".join(lines)
@@ -444,3 +445,529 @@ def render_eval(report, max_confusion_classes: int = 20) -> str:
                          ", ".join(f"{c.name} {100.0 * c.top1:.1f}%" for c in worst))
     lines += report.notes
     return "\n".join(lines)
+
+
+def _kernel_lines(report) -> list[str]:
+    """int8 ONNX: how the real integer kernels compare with the float-simulated QDQ graph."""
+    k = getattr(report, "kernels", None)
+    if k is None:
+        return []
+    return [f"integer kernels vs float-simulated QDQ: cosine {k.cosine:.6f}, SQNR {_cell(k.sqnr_db)} dB, "
+            f"top-1 agreement {_cell(k.top1_agreement)}"]
+
+
+# --- analysis -----------------------------------------------------------------------------------------
+
+
+def _mega(value) -> float:
+    return round(float(value) / 1e6, 2)
+
+
+def analysis_kind_rows(analysis) -> tuple[list[str], list[list[Any]]]:
+    """One row per op kind: count, M mult-adds, M elements accessed, and their shares."""
+    headers = ["kind", "ops", "source op types", "M mult-adds", "% mult-adds", "M MAC", "% MAC"]
+    rows = [[k.kind, k.count, ",".join(k.op_types), _mega(k.mult_adds), round(k.mult_adds_pct, 1),
+             _mega(k.memory_access), round(k.memory_access_pct, 1)] for k in analysis.op_kinds]
+    return headers, rows
+
+
+def analysis_layer_rows(analysis, limit: int | None = None) -> tuple[list[str], list[list[Any]]]:
+    """One row per layer (execution order), or the ``limit`` layers with the most memory access."""
+    headers = ["layer", "op", "kind", "input", "output", "params", "mult-adds", "MAC", "intensity", "ms"]
+    layers = list(analysis.layers)
+    if limit is not None and len(layers) > limit:
+        layers = sorted(layers, key=lambda layer: -layer.memory_access)[:limit]
+
+    def shape(shapes) -> str:
+        return " ".join("x".join(str(d) for d in s) for s in shapes) or "-"
+
+    rows = [[layer.name, layer.op_type, layer.kind, shape(layer.input_shapes), shape(layer.output_shapes),
+             layer.params, layer.mult_adds, layer.memory_access,
+             round(layer.intensity, 2) if isinstance(layer.intensity, (int, float)) else None, layer.measured_ms]
+            for layer in layers]
+    return headers, rows
+
+
+def analysis_profile_rows(analysis) -> tuple[list[str], list[list[Any]]]:
+    """Predicted (share of mult-adds, of MAC) vs measured share of time per op family."""
+    headers = ["op family", "ops", "% mult-adds", "% MAC", "measured ms", "% measured time"]
+    profile = analysis.profile
+    rows = [[f.family, f.count, round(f.mult_adds_pct, 1), round(f.memory_access_pct, 1), round(f.measured_ms, 3),
+             round(f.measured_pct, 1)] for f in (profile.families if profile else [])]
+    return headers, rows
+
+
+def _analysis_summary(analysis) -> list[str]:
+    shapes = " ".join("x".join(str(d) for d in s) for s in analysis.input_shapes)
+    intensity = analysis.intensity if isinstance(analysis.intensity, (int, float)) else 0.0
+    lines = [
+        f"analysis of {analysis.source} ({analysis.source_kind}, input {shapes or '?'})",
+        f"params {analysis.params:,}; mult-adds {analysis.mult_adds:,} ({analysis.mult_adds / 1e6:.1f} M, the "
+        f"paper's FLOPs); memory access {analysis.memory_access:,} elements ({analysis.memory_access / 1e6:.2f} M, "
+        f"the paper's MAC); arithmetic intensity {intensity:.2f} mult-adds per element",
+    ]
+    if analysis.other_ops:
+        lines.append("other (unknown) ops: " + ", ".join(f"{k} x{v}" for k, v in analysis.other_ops.items()))
+    return lines
+
+
+def _findings_lines(analysis) -> list[str]:
+    return [f"{f.guideline} {f.severity}: {f.message}" for f in analysis.findings]
+
+
+def render_analysis(analysis, max_layers: int | None = 20) -> str:
+    """The terminal view of an ``Analysis``: totals, op-kind shares, findings, profile comparison and
+    the ``max_layers`` layers with the most memory access (all layers when None)."""
+    lines = _analysis_summary(analysis)
+    lines += ["", table(*analysis_kind_rows(analysis)), "", "findings (ShuffleNetV2 guidelines):"]
+    lines += [f"  {line}" for line in _findings_lines(analysis)]
+    if analysis.profile is not None:
+        lines += ["", f"predicted vs measured share per op family ({analysis.profile.source}; "
+                      f"{analysis.profile.total_ms:.3f} ms profiled, "
+                      f"{analysis.profile.matched_layers} layers matched):",
+                  table(*analysis_profile_rows(analysis))]
+        lines += [f"note: {n}" for n in analysis.profile.notes]
+    count = len(analysis.layers)
+    shown = ("all layers" if max_layers is None or count <= max_layers
+             else f"the {max_layers} of {count} layers with the most MAC")
+    lines += ["", f"{shown}:", table(*analysis_layer_rows(analysis, max_layers))]
+    lines += [f"note: {n}" for n in analysis.notes]
+    return "\n".join(lines)
+
+
+def analysis_markdown(analysis) -> str:
+    """An ``Analysis`` as Markdown (every layer)."""
+    lines = [f"## Analysis: {analysis.source}", ""] + [f"- {line}" for line in _analysis_summary(analysis)[1:]]
+    lines += ["", "### Share per op kind", "", markdown_table(*analysis_kind_rows(analysis)), "",
+              "### Findings (ShuffleNetV2 guidelines G1-G4)", ""]
+    lines += [f"- **{f.guideline} {f.severity}**: {f.message}" for f in analysis.findings]
+    if analysis.profile is not None:
+        lines += ["", f"### Predicted vs measured ({analysis.profile.source})", "",
+                  markdown_table(*analysis_profile_rows(analysis))]
+    lines += ["", "### Layers", "", markdown_table(*analysis_layer_rows(analysis)), ""]
+    lines += [f"- note: {n}" for n in analysis.notes]
+    return "\n".join(lines) + "\n"
+
+
+def analysis_html(analysis) -> str:
+    """An ``Analysis`` as an HTML fragment: totals, share bars, findings, predicted vs measured, MAC vs
+    measured time per layer, and the layer table."""
+    parts = [f"<h2>Analysis: {html.escape(str(analysis.source))}</h2>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in _analysis_summary(analysis)[1:]]
+    kinds = [k for k in analysis.op_kinds if k.mult_adds or k.memory_access]
+    parts.append("<h3>Share per op kind: mult-adds (FLOPs) vs memory access (MAC)</h3>")
+    parts.append(grouped_bar_svg([k.kind for k in kinds], {"% mult-adds": [k.mult_adds_pct for k in kinds],
+                                                           "% MAC": [k.memory_access_pct for k in kinds]}, unit="%"))
+    parts.append(html_table(*analysis_kind_rows(analysis)))
+    parts.append("<h3>Findings (ShuffleNetV2 guidelines G1-G4)</h3><ul>")
+    for f in analysis.findings:
+        style = ' style="color:#b3261e"' if f.severity == "warn" else ""
+        parts.append(f"<li{style}><b>{html.escape(f.guideline)} {html.escape(f.severity)}</b>: "
+                     f"{html.escape(f.message)}</li>")
+    parts.append("</ul>")
+    if analysis.profile is not None and analysis.profile.families:
+        fams = analysis.profile.families
+        parts.append(f"<h3>Predicted vs measured share per op family</h3><p>{html.escape(analysis.profile.source)}</p>")
+        parts.append(grouped_bar_svg([f.family for f in fams], {
+            "% mult-adds": [f.mult_adds_pct for f in fams], "% MAC": [f.memory_access_pct for f in fams],
+            "% measured time": [f.measured_pct for f in fams]}, unit="%"))
+        parts.append(html_table(*analysis_profile_rows(analysis)))
+    timed = [layer for layer in analysis.layers
+             if isinstance(layer.measured_ms, (int, float)) and layer.measured_ms > 0]
+    if timed:
+        parts.append("<h3>Per layer: memory access vs measured time</h3>")
+        parts.append(scatter_svg([(float(layer.memory_access), float(layer.measured_ms), f"{layer.name} ({layer.kind})",
+                                   layer.kind) for layer in timed], x_label="MAC (elements)", y_label="measured ms"))
+    headers, rows = analysis_layer_rows(analysis)
+    parts.append(f"<details><summary>All {len(rows)} layers</summary>{html_table(headers, rows)}</details>")
+    if analysis.notes:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in analysis.notes) + "</ul>")
+    return "\n".join(parts)
+
+
+def grouped_bar_svg(categories: list[str], series: dict[str, list[float]], *, unit: str = "",
+                    width: int = 760) -> str:
+    """Horizontal grouped bars as inline SVG: one group per category, one bar per series, with a legend."""
+    if not categories or not series:
+        return "<p>(no data)</p>"
+    values = [v for vs in series.values() for v in vs if isinstance(v, (int, float))]
+    top = max(values, default=0.0) or 1.0
+    bar_h, label_w, legend_h = 12, 150, 22
+    group_h = bar_h * len(series) + 8
+    height = legend_h + group_h * len(categories) + 4
+    plot_w = width - label_w - 70
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    for n, name in enumerate(series):
+        color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
+        x = label_w + n * 150
+        parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{color}"/>'
+                     f'<text x="{x + 16}" y="14">{html.escape(name)}</text>')
+    for i, category in enumerate(categories):
+        y0 = legend_h + i * group_h
+        parts.append(f'<text x="{label_w - 6}" y="{y0 + group_h / 2 + 2:.1f}" text-anchor="end">'
+                     f'{html.escape(category)}</text>')
+        for n, (name, vs) in enumerate(series.items()):
+            value = vs[i] if i < len(vs) and isinstance(vs[i], (int, float)) else None
+            y = y0 + n * bar_h
+            if value is None:
+                parts.append(f'<text x="{label_w + 2}" y="{y + 10}" fill="#888">n/a</text>')
+                continue
+            w = plot_w * max(value, 0.0) / top
+            color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
+            parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" fill="{color}">'
+                         f'<title>{html.escape(name)}: {_cell(value)}{unit}</title></rect>')
+            parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 10}" font-size="10">'
+                         f'{_cell(round(value, 2))}{unit}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_svg(points: list[tuple[float, float, str, str]], *, x_label: str = "", y_label: str = "",
+                width: int = 640, height: int = 360) -> str:
+    """Points ``(x, y, tooltip, group)`` as an inline SVG scatter plot with axes and a legend by group."""
+    if not points:
+        return "<p>(no data)</p>"
+    left, right, top, bottom = 64, 150, 16, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_max = _nice_ceiling(max(p[0] for p in points) * 1.05)
+    y_max = _nice_ceiling(max(p[1] for p in points) * 1.05)
+    groups = list(dict.fromkeys(p[3] for p in points))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    for i in range(5):
+        yv, xv = y_max * i / 4, x_max * i / 4
+        y = top + plot_h * (1 - i / 4)
+        x = left + plot_w * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_cell(yv)}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_cell(xv)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+                 f'{html.escape(x_label)}</text>')
+    parts.append(f'<text x="14" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(y_label)}</text>')
+    for x, y, tip, group in points:
+        color = _SERIES_COLORS[groups.index(group) % len(_SERIES_COLORS)]
+        cx, cy = left + plot_w * x / x_max, top + plot_h * (1 - y / y_max)
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{color}" fill-opacity="0.75">'
+                     f'<title>{html.escape(tip)}: {_cell(x)}, {_cell(y)}</title></circle>')
+    for n, group in enumerate(groups):
+        ly = top + 14 + 18 * n
+        color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
+        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
+        parts.append(f'<text x="{left + plot_w + 30}" y="{ly + 1}">{html.escape(group)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- guidelines ---------------------------------------------------------------------------------------
+
+
+def guideline_table_rows(table_, target: str = "target") -> tuple[list[str], list[list[Any]]]:
+    """A guideline table in the paper's layout: the row, its ARM x1 channels, the target's images/s per
+    width, then the paper's ARM images/s and GPU batches/s. A network the target could not run shows
+    ``failed``."""
+    config_header = "ARM (c1,c2) x1" if table_.guideline == "G1" else ("ARM c x1" if table_.guideline == "G2" else None)
+    headers = [table_.row_header] + ([config_header] if config_header else [])
+    headers += [f"{target} {c}" for c in table_.columns]
+    headers += [f"ARM {c}" for c in table_.paper_arm_columns] + [f"GPU {c}" for c in table_.paper_gpu_columns]
+    rows = []
+    for row in table_.rows:
+        values: list[Any] = [row.label] + ([row.cells[0].config if row.cells else row.paper_arm_config]
+                                           if config_header else [])
+        for cell in row.cells:
+            values.append(round(cell.images_per_s, 1) if isinstance(cell.images_per_s, (int, float))
+                          else ("failed" if cell.status == "failed" else None))
+        values += list(row.paper_arm) + list(row.paper_gpu)
+        rows.append(values)
+    return headers, rows
+
+
+def _guideline_checks(table_) -> list[str]:
+    lines = [f"paper: {table_.direction}"]
+    for c in table_.checks:
+        got = f"{c.target_ratio:.2f}" if isinstance(c.target_ratio, (int, float)) else "n/a"
+        mark = {True: "yes", False: "no"}.get(c.holds, "n/a" if got == "n/a" else "no clear difference")
+        lines.append(f"  {c.column}: {c.slower} / {c.faster} speed: target {got} (paper ARM {c.paper_arm_ratio:.2f}, "
+                     f"GPU {c.paper_gpu_ratio:.2f}): same direction: {mark}")
+    lines.append(f"verdict: {table_.verdict}")
+    return lines
+
+
+def _guideline_failures(table_) -> list[str]:
+    return [f"{row.label} {cell.column}: failed: {cell.error}" for row in table_.rows for cell in row.cells
+            if cell.status == "failed"]
+
+
+def _guidelines_header(report) -> str:
+    device = report.device
+    what = f"{device.soc or device.model or '-'} ({device.abi or '-'}, {len(device.cores)} cores)" if device else "-"
+    return (f"guideline experiments on {report.target}: {what}; input {report.spatial}x{report.spatial}, "
+            f"{report.blocks} blocks, {report.threads} thread(s), images/s = 1000 / best median ms")
+
+
+def render_guidelines(report) -> str:
+    """The terminal view of a ``GuidelineReport``: four tables in the paper's layout with verdicts."""
+    lines = [_guidelines_header(report)]
+    for t in report.tables:
+        lines += ["", t.title, table(*guideline_table_rows(t, report.target))]
+        lines += _guideline_checks(t) + _guideline_failures(t)
+    lines += [""] + [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def guidelines_markdown(report) -> str:
+    """A ``GuidelineReport`` as Markdown."""
+    lines = ["## ShuffleNetV2 guideline experiments", "", _guidelines_header(report), ""]
+    for t in report.tables:
+        lines += [f"### {t.title}", "", markdown_table(*guideline_table_rows(t, report.target)), ""]
+        lines += [f"- {line.strip()}" for line in _guideline_checks(t) + _guideline_failures(t)] + [""]
+    lines += [f"- note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def guidelines_html(report) -> str:
+    """A ``GuidelineReport`` as an HTML fragment: per table, speed relative to the first row (target,
+    paper ARM, paper GPU) at the smallest width, the table, and the direction checks."""
+    parts = ["<h2>ShuffleNetV2 guideline experiments</h2>", f"<p>{html.escape(_guidelines_header(report))}</p>"]
+    for t in report.tables:
+        parts.append(f"<h3>{html.escape(t.title)}</h3>")
+        if t.rows and t.rows[0].cells:
+            base = t.rows[0]
+
+            def rel(value, first):
+                return 100.0 * value / first if isinstance(value, (int, float)) and isinstance(first, (int, float)) \
+                    and first else None
+
+            parts.append(f"<p>Speed relative to the first row at {html.escape(t.columns[0])} (100% = "
+                         f"{html.escape(base.label)}):</p>")
+            parts.append(grouped_bar_svg([r.label for r in t.rows], {
+                report.target: [rel(r.cells[0].images_per_s, base.cells[0].images_per_s) for r in t.rows],
+                "paper ARM": [rel(r.paper_arm[0], base.paper_arm[0]) for r in t.rows],
+                "paper GPU": [rel(r.paper_gpu[0], base.paper_gpu[0]) for r in t.rows]}, unit="%"))
+        parts.append(html_table(*guideline_table_rows(t, report.target)))
+        verdict_style = "color:#2f9e44" if t.verdict == "reproduced" else "color:#b3261e"
+        checks = _guideline_checks(t)
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line.strip())}</li>" for line in checks[:-1])
+                     + f'<li style="{verdict_style}"><b>{html.escape(checks[-1])}</b></li>'
+                     + "".join(f"<li>{html.escape(line)}</li>" for line in _guideline_failures(t)) + "</ul>")
+    parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in report.notes) + "</ul>")
+    return "\n".join(parts)
+
+
+# --- run directory report -----------------------------------------------------------------------------
+
+
+class _Record(dict):
+    """A JSON object read back with attribute access, so the renderers above take it like the dataclass."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def _records(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Record({k: _records(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_records(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass
+class RunDirectory:
+    """Everything ``collect_run_dir`` recognised in a directory, by kind (JSON read back as records)."""
+
+    path: str
+    exports: list = dataclasses.field(default_factory=list)
+    parity: list = dataclasses.field(default_factory=list)
+    benches: list = dataclasses.field(default_factory=list)
+    analyses: list = dataclasses.field(default_factory=list)
+    guidelines: list = dataclasses.field(default_factory=list)
+    layer_errors: list = dataclasses.field(default_factory=list)  # (title, [{name, ...metrics}])
+    skipped: list = dataclasses.field(default_factory=list)  # files not recognised, with why
+
+
+def classify_result(data: Any) -> str | None:
+    """What a result JSON holds: ``analysis``, ``guidelines``, ``bench``, ``export``, ``parity``,
+    ``layer_errors`` or None."""
+    if not isinstance(data, dict):
+        return None
+    if data.get("kind") in ("analysis", "guidelines"):
+        return data["kind"]
+    if "runs" in data and "model_file" in data:
+        return "bench"
+    if "format" in data and "op_histogram" in data:
+        return "export"
+    if "outputs" in data and "passed" in data:
+        return "parity"
+    if isinstance(data.get("layer_errors"), list):
+        return "layer_errors"
+    return None
+
+
+def collect_run_dir(path: str | Path) -> RunDirectory:
+    """Read every ``*.json`` under ``path`` (recursively) and sort it by kind. Unreadable or unknown files
+    are listed in ``skipped``; nothing raises for a bad file. Raises ``OutputError`` when ``path`` is not a
+    directory."""
+    from edgekit.errors import OutputError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise OutputError(f"{root} is not a directory; pass the --output directory of an edgekit command")
+    found = RunDirectory(path=str(root))
+    for file in sorted(root.rglob("*.json")):
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            found.skipped.append(f"{file.relative_to(root)}: not readable JSON ({exc.__class__.__name__})")
+            continue
+        kind = classify_result(data)
+        record = _records(data)
+        if kind is None:
+            found.skipped.append(f"{file.relative_to(root)}: not an edgekit result")
+            continue
+        record["_file"] = str(file.relative_to(root))
+        {"analysis": found.analyses, "guidelines": found.guidelines, "bench": found.benches,
+         "export": found.exports, "parity": found.parity, "layer_errors": found.layer_errors}[kind].append(record)
+        nested = record.get("parity") if kind == "export" else None
+        if isinstance(nested, dict) and isinstance(nested.get("layer_errors"), list):
+            nested["_file"] = record["_file"]
+            found.layer_errors.append(nested)
+    return found
+
+
+def _attach_profiles(found: RunDirectory) -> None:
+    """Give analyses of a file the per-layer times of a profiled bench run of the same file name."""
+    from edgekit.analysis.profile import compare_profile
+
+    for analysis in found.analyses:
+        if analysis.get("profile") or analysis.source_kind == "pytorch":
+            continue
+        for bench in found.benches:
+            runs = [r for r in bench.runs if Path(str(r.model_file)).name == Path(str(analysis.source)).name
+                    and (r.get("op_profile") or r.get("op_type_summary"))]
+            if runs:
+                run = runs[0]
+                where = f"{Path(str(run.model_file)).name} on {run.device.target}"
+                analysis["profile"] = compare_profile(analysis, run.get("op_profile") or [],
+                                                      run.get("op_type_summary") or [], where)
+                break
+
+
+def _layer_error_chart(item) -> str:
+    rows = item.layer_errors
+    metric = next((m for m in ("sqnr_db", "max_abs", "mean_abs", "cosine") if rows and m in rows[0]), None)
+    if metric is None:
+        return "<p>(no per-layer metric)</p>"
+    return (f"<p>{html.escape(metric)} per layer</p>"
+            + bar_chart_svg([(str(r.get("name", i)), float(r[metric])) for i, r in enumerate(rows)
+                             if isinstance(r.get(metric), (int, float))]))
+
+
+def run_dir_markdown(found: RunDirectory) -> str:
+    """Everything in a run directory as one Markdown document."""
+    lines = [f"# edgekit report: {found.path}", ""]
+    for result in found.exports:
+        lines += [f"## Export: {result._file}", "", export_markdown(result).split("\n", 1)[1], ""]
+    for report in found.parity:
+        lines += [f"## Parity: {report._file}", "", markdown_table(*parity_rows(report)), "",
+                  "PASS" if report.passed else "FAIL: " + "; ".join(report.failures), ""]
+    for report in found.benches:
+        lines += [bench_markdown(report).replace("# Benchmark", f"## Benchmark ({report._file})", 1)]
+    for analysis in found.analyses:
+        lines += [analysis_markdown(analysis)]
+    for report in found.guidelines:
+        lines += [guidelines_markdown(report)]
+    for item in found.layer_errors:
+        metric_rows = [[r.get("name"), *[r.get(k) for k in ("sqnr_db", "max_abs", "cosine")]]
+                       for r in item.layer_errors]
+        lines += [f"## Per-layer error: {item.get('_file', '')}", "",
+                  markdown_table(["layer", "SQNR dB", "max abs", "cosine"], metric_rows), ""]
+    if found.skipped:
+        lines += ["## Files not included", ""] + [f"- {s}" for s in found.skipped] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def run_dir_html(found: RunDirectory) -> str:
+    """Everything in a run directory as one self-contained HTML page (inline SVG, no network): exports,
+    parity, benchmarks (latency per target and threads, time per op type), analyses (shares, findings,
+    MAC vs measured time per layer), guideline tables and per-layer int8 error when present."""
+    _attach_profiles(found)
+    body = [f"<h1>edgekit report</h1><p>{html.escape(found.path)}</p>"]
+    toc = []
+    if found.exports or found.parity:
+        toc.append("exports and parity")
+        body.append('<h2 id="exports">Exports and parity</h2>')
+        for result in found.exports:
+            body.append(f"<h3>{html.escape(result.model)} &mdash; {html.escape(result.format)} "
+                        f"{html.escape(result.precision)}</h3><p>{html.escape(result._file)} &middot; "
+                        f"{result.file_size / 1e6:.2f} MB</p>")
+            body.append(bar_chart_svg([(k, float(v)) for k, v in result.op_histogram.items()]))
+            if result.get("parity"):
+                body.append(html_table(*parity_rows(result.parity)))
+        for report in found.parity:
+            body.append(f"<h3>Parity: {html.escape(report._file)}</h3>" + html_table(*parity_rows(report)))
+    if found.benches:
+        toc.append("benchmarks")
+        body.append('<h2 id="benchmarks">Benchmarks</h2>')
+        series: dict[str, list[tuple[float, float]]] = {}
+        for report in found.benches:
+            for run in report.runs:
+                if run.get("latency"):
+                    key = f"{Path(str(run.model_file)).name} {_bench_device(run)} {run.config.accelerator}"
+                    series.setdefault(key, []).append((float(run.config.threads), float(run.latency.mean_ms)))
+        body.append("<h3>Latency per target and thread count</h3>"
+                    + line_chart_svg(series, x_label="threads", y_label="mean latency (ms)"))
+        for report in found.benches:
+            body.append(f"<h3>{html.escape(report._file)}: {html.escape(Path(str(report.model_file)).name)}</h3>")
+            body.append(html_table(*bench_rows(report)))
+            for run in report.runs:
+                summary = _op_type_summary(run)
+                if summary:
+                    body.append(f"<h4>Time per op type: {html.escape(_bench_device(run))}, "
+                                f"{html.escape(run.config.accelerator)}, {run.config.threads} thread(s)</h4>"
+                                + bar_chart_svg([(s.op_type, float(s.avg_ms)) for s in summary[:15]], unit=" ms"))
+            problems = _bench_problems(report)
+            if problems:
+                body.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+    if found.analyses:
+        toc.append("analysis")
+        body.append('<h2 id="analysis">Analysis: FLOPs, memory access and the ShuffleNetV2 guidelines</h2>')
+        body += [analysis_html(a).replace("<h2>", "<h3>").replace("</h2>", "</h3>") for a in found.analyses]
+    if found.guidelines:
+        toc.append("guidelines")
+        body += [guidelines_html(g) for g in found.guidelines]
+    if found.layer_errors:
+        toc.append("per-layer error")
+        body.append('<h2 id="layer-errors">Per-layer error (int8)</h2>')
+        body += [_layer_error_chart(item) for item in found.layer_errors]
+    if found.skipped:
+        body.append("<h2>Files not included</h2><ul>"
+                    + "".join(f"<li>{html.escape(s)}</li>" for s in found.skipped) + "</ul>")
+    if not toc:
+        body.append("<p>No edgekit results (export, parity, bench, analysis, guidelines JSON) in this directory.</p>")
+    body.insert(1, "<p>Sections: " + html.escape(", ".join(toc) or "none") + "</p>")
+    return page(f"edgekit report: {found.path}", "\n".join(body)).replace(
+        "table{border-collapse:collapse}", "table{border-collapse:collapse;margin:0.5em 0;font-size:13px}")
+
+
+def write_run_report(path: str | Path, output: str | Path | None = None) -> dict[str, Path]:
+    """Render everything in run directory ``path`` to ``report.html`` and ``report.md`` (in ``output``,
+    default ``path``). Out: ``{"html", "markdown"}`` -> path. Raises ``OutputError``."""
+    from edgekit.errors import OutputError
+
+    found = collect_run_dir(path)
+    out = Path(output) if output is not None else Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"html": out / "report.html", "markdown": out / "report.md"}
+        paths["html"].write_text(run_dir_html(found))
+        paths["markdown"].write_text(run_dir_markdown(found))
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    return paths

@@ -54,3 +54,7 @@ class ExportResult:
     output_quantization: dict | None = None
     calibration: str | None = None
     notes: list[str] = field(default_factory=list)
+    # int8 ONNX only: how it was quantized (see edgekit.export.onnx_int8)
+    calib_method: str | None = None
+    reduce_range: bool | None = None
+    target_cpu: str | None = None

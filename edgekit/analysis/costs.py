@@ -7,8 +7,9 @@ turns one into a ``LayerCost``. The formulas are those of ShuffleNetV2 (Ma et al
   ``MAC = hw(c1 + c2) + c1*c2/g`` and ``mult-adds = hw*c1*c2/g``;
 - an element-wise op (ReLU, Add, an unfolded BatchNorm ...) has no mult-adds and accesses the tensors it
   reads and writes;
-- data movement (concat, split, slice, transpose, reshape, pad) and pooling likewise: every op the graph
-  really has reads its inputs and writes its outputs, so a shuffle costs what its exported ops cost.
+- data movement (concat, split, slice, transpose, pad) and pooling likewise: every op the graph really
+  has reads its inputs and writes its outputs, so a shuffle costs what its exported ops cost. Reshapes
+  (and flatten/squeeze) are views that runtimes hand on without copying: listed, with no memory access.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def layer_cost(node: OpNode) -> LayerCost:
     read = sum(elements(s) for s in node.input_shapes)
     written = sum(elements(s) for s in node.output_shapes)
     mult_adds = 0
-    if node.kind == "folded":
+    if node.kind in ("folded", "reshape"):
+        # A reshape is a view: PyTorch, ONNX Runtime and LiteRT hand the same buffer on without copying.
         memory = 0
     else:
         memory = read + written + node.weight_elements

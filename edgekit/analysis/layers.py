@@ -93,7 +93,7 @@ class _Tracer(TorchFunctionMode):
 
     def record(self, name, func, args, kwargs, ins, weights, outs) -> None:
         path, module = self.stack[-1] if self.stack else ("", None)
-        leaf = module is not None and not any(True for _ in module.children())
+        leaf = bool(path) and module is not None and not any(True for _ in module.children())
         first = self.ops_in_module[path] == 0
         self.ops_in_module[path] += 1
         if leaf and first:
@@ -147,6 +147,8 @@ class _Tracer(TorchFunctionMode):
 def trace_module(model: nn.Module, input_shape: tuple[int, ...]) -> list[OpNode]:
     """The ops one forward pass of ``model`` on zeros of ``input_shape`` runs, in order, as ``OpNode``s.
 
+    The input is made on the model's device, so a model moved to ``"meta"`` is traced without computing.
+
     Layer names are module paths (``stage2.0.branch2.0``); ops a module's ``forward`` makes itself are
     named ``path/op`` (``stage2.1/cat``). Raises whatever the model's forward raises.
     """
@@ -164,7 +166,8 @@ def trace_module(model: nn.Module, input_shape: tuple[int, ...]) -> list[OpNode]
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
-    x = torch.zeros(input_shape)
+    first = next(iter(model.parameters()), None)
+    x = torch.zeros(input_shape, device=first.device if first is not None else "cpu")  # "meta" works too
     tracer.key(x)
     try:
         with torch.no_grad(), tracer:

@@ -35,7 +35,6 @@ def onnx_nodes(path: str | Path) -> tuple[list[OpNode], list[list[int]], list[st
     Raises ``ModelFileError`` when the file is missing or not a readable ONNX model.
     """
     import onnx
-    from onnx import numpy_helper
 
     try:
         model = onnx.load(str(path))
@@ -57,7 +56,8 @@ def onnx_nodes(path: str | Path) -> tuple[list[OpNode], list[list[int]], list[st
     shapes: dict[str, tuple[int, ...]] = {}
     for vi in [*graph.input, *graph.value_info, *graph.output]:
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
-            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
+            dims = vi.type.tensor_type.shape.dim
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
     inputs = [list(shapes.get(i.name, ())) for i in graph.input if i.name not in consts]
     nodes: list[OpNode] = []
     unknown_shapes = 0

@@ -29,7 +29,8 @@ def load_profile(path: str | Path) -> tuple[list[Any], list[Any], str]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read op profile {path}: {exc}; pass the bench.json of `edgekit bench --op-profile`") from None
+        raise DataError(f"cannot read op profile {path}: {exc}; "
+                        "pass the bench.json of `edgekit bench --op-profile`") from None
     return profile_rows(data, str(path))
 
 

@@ -56,7 +56,8 @@ def tflite_nodes(path: str | Path) -> tuple[list[OpNode], list[list[int]], list[
             return buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
 
         def shape(index: int) -> tuple[int, ...]:
-            return tuple(int(d) for d in graph.Tensors(index).ShapeAsNumpy()) if graph.Tensors(index).ShapeLength() else ()
+            tensor = graph.Tensors(index)
+            return tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
 
         nodes: list[OpNode] = []
         for i in range(graph.OperatorsLength()):

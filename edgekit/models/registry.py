@@ -56,7 +56,9 @@ def register_model(name: str, **meta: Any) -> Callable[[Callable[..., nn.Module]
     """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name`` with ``meta``.
 
     The builder returns the architecture only; ``create`` gives it weights. Useful ``meta`` keys:
-    ``family``, ``width``, ``description``, ``pretrained_url``, ``input_shape``, ``mean``, ``std``.
+    ``family``, ``width``, ``description``, ``pretrained_url``, ``input_shape``, ``mean``, ``std``,
+    ``labels`` (class names in output order), ``default_weights`` (a state-dict file shipped with the
+    package, used when no weights are asked for), ``calibration_data`` (default int8 calibration source).
     Raises ``ValueError`` if ``name`` is taken.
     """
 

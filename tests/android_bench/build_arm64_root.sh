@@ -19,6 +19,8 @@ PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
     if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
+# The script changes directory below: make a relative interpreter path absolute first.
+case "$PYTHON" in */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;; esac
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
@@ -51,7 +53,7 @@ PKGS="libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 lib
       libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libcrypt1 libdb5.3 libnsl2 libtirpc3
       libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
       python3.11-minimal libpython3.11-minimal libpython3.11-stdlib busybox"
-apt-get download $(for p in $PKGS; do echo "$p:arm64"; done) >/dev/null 2>&1
+apt-get download -qq $(for p in $PKGS; do echo "$p:arm64"; done) >/dev/null
 for deb in ./*.deb; do dpkg -x "$deb" "$ROOT.partial"; done
 cd "$ROOT.partial"
 rm -rf "$ROOT.partial/debs"

@@ -1,0 +1,216 @@
+"""PyTorch -> int8 ONNX (QDQ, per-channel weights) with ONNX Runtime's ``quantize_static``.
+
+The fp32 graph is the one ``export_onnx`` writes (same exporter, onnxsim and shuffle passes); ONNX Runtime
+quantizes it with calibration images from ``edgekit.data``. Weight range follows the CPU the model will
+run on (``edgekit.export.cpu_features``): 7-bit weights where the integer kernels lack int8 dot products.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.check import Progress
+from edgekit.errors import DataError, ExportError
+from edgekit.export.cpu_features import CpuTarget, cpu_target
+from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, shuffle_records, simplify, torch_to_onnx
+from edgekit.export.publish import StepClock, provenance, publish
+from edgekit.export.result import ExportResult, PassRecord
+from edgekit.export.versions import tool_versions
+from edgekit.fileio import ensure_writable_dir
+
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+#: Measured by benchmarks/onnx_int8_quality.py (see its docstring): percentile is best or tied.
+DEFAULT_CALIB_METHOD = "percentile"
+CALIB_PERCENTILE = 99.999
+DEFAULT_CALIBRATION_IMAGES = 100
+#: Activation storage type. uint8 feeds MLAS's native u8 x s8 kernels; int8 activations cost a conversion:
+#: ShuffleNetV2 1.0x at 1 thread runs 3.37 ms with uint8, 4.43 ms with int8, 5.45 ms in fp32 (AMD EPYC,
+#: ORT 1.32); same accuracy, as both are asymmetric 8-bit.
+DEFAULT_ACTIVATION_TYPE = "uint8"
+#: Plain Reshape -> Transpose -> Reshape shuffles: in int8 they beat the fused form (digits model 0.26 vs
+#: 0.33 ms), as ORT drops their Q/DQ pairs and moves bytes, while a fused Split adds a requantize.
+INT8_SHUFFLE_LOWERING = "reshape"
+
+
+class ArrayCalibrationReader:
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over float32 NCHW images, one per ``get_next``."""
+
+    def __init__(self, input_name: str, images: np.ndarray) -> None:
+        self.input_name = input_name
+        self._images = images
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._images):
+            return None
+        image = self._images[self._next : self._next + 1]
+        self._next += 1
+        return {self.input_name: np.ascontiguousarray(image, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def calibration_inputs(calib: str | int | None, handle) -> tuple[np.ndarray, str]:
+    """float32 NCHW calibration images for ``handle`` and a description.
+
+    ``calib``: ``None`` (the model's own ``calibration_data`` if registered with one, else 100 bundled
+    natural-image crops, never those the parity check uses), a number of bundled crops, ``digits[:N]``
+    (N images of the digits training split) or an image folder. Raises ``DataError`` when fewer images
+    than asked are available or none is usable.
+    """
+    from edgekit.models import registry
+
+    if calib is None and registry.is_registered(handle.name):
+        calib = registry.model_metadata(handle.name).get("calibration_data")
+    text = None if calib is None else str(calib)
+    if text is not None and (text == "digits" or text.startswith("digits:")):
+        from edgekit.data import preprocess
+        from edgekit.data.digits import digits_images
+
+        _, c, h, w = handle.input_shape
+        images, _ = digits_images("train", (h, w))
+        count = int(text.partition(":")[2] or DEFAULT_CALIBRATION_IMAGES)
+        if count < 1 or count > len(images):
+            raise DataError(f"--calib {text}: the digits training split has {len(images)} images; ask for 1 to "
+                            f"{len(images)}")
+        # Every k-th image, so all classes are represented whatever the count.
+        picked = images[np.linspace(0, len(images) - 1, count).round().astype(int)]
+        return preprocess(picked, handle.mean, handle.std, c), f"{count} digits from the training split"
+    from edgekit.export.tflite_export import calibration_images
+
+    nhwc, description = calibration_images(calib, handle)
+    if text is not None and text.isdigit() and len(nhwc) < int(text):
+        raise DataError(f"--calib {text}: only {len(nhwc)} calibration images available")
+    return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)), description
+
+
+def quantize_onnx_model(
+    onnx_model,
+    images_nchw: np.ndarray,
+    *,
+    method: str = DEFAULT_CALIB_METHOD,
+    reduce_range: bool = False,
+    activation_type: str = DEFAULT_ACTIVATION_TYPE,
+):
+    """Quantize an fp32 ``onnx.ModelProto`` to QDQ int8 (per-channel symmetric int8 weights, int8
+    activations, ``activation_type`` "uint8" or "int8") calibrated on ``images_nchw``; returns the quantized
+    ``onnx.ModelProto``.
+
+    Raises ``ExportError`` for an unknown ``method`` or ``activation_type``, or a failure inside ONNX
+    Runtime's quantizer.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ExportError(f"unknown --calib-method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
+    activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if activation_type not in activation_types:
+        raise ExportError(f"unknown activation type {activation_type!r}; choose uint8 or int8")
+    extra = {"CalibPercentile": CALIB_PERCENTILE} if method == "percentile" else {}
+    input_name = onnx_model.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
+        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(onnx_model, src)
+        try:
+            quantize_static(
+                src, dst, ArrayCalibrationReader(input_name, images_nchw), quant_format=QuantFormat.QDQ,
+                per_channel=True, reduce_range=reduce_range, activation_type=activation_types[activation_type],
+                weight_type=QuantType.QInt8, calibrate_method=methods[method], extra_options=extra,
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"ONNX Runtime quantize_static failed: {type(exc).__name__}: {first}") from None
+        return onnx.load(dst)
+
+
+def export_onnx_int8(
+    model: str = "shufflenet_v2_x1_0",
+    *,
+    calib: str | int | None = None,
+    calib_method: str = DEFAULT_CALIB_METHOD,
+    target_cpu: str | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    output_dir: str | Path = "edgekit-out",
+    shuffle_lowering: str = INT8_SHUFFLE_LOWERING,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    data: str | Path | None = None,
+    samples: int = 8,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export to ``output_dir/<name>_int8.onnx`` (QDQ int8) with its report ``<name>_int8.json``/``.html``.
+
+    ``calib``: see ``calibration_inputs``. ``calib_method``: ``minmax``, ``percentile`` (99.999th) or
+    ``entropy``. ``target_cpu``: the CPU the model will run on (``cpu_features.TARGET_CPUS``; default this
+    machine); without int8 dot products, weights are quantized to 7 bits (``reduce_range``). The parity
+    check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
+    ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
+    """
+    from edgekit.export.passes import SHUFFLE_LOWERINGS, apply_shuffle_passes
+    from edgekit.models import resolve
+
+    if shuffle_lowering not in SHUFFLE_LOWERINGS:
+        raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
+    if calib_method not in CALIB_METHODS:
+        raise ExportError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(CALIB_METHODS)}")
+    target: CpuTarget = cpu_target(target_cpu)
+    say = progress or (lambda _msg: None)
+    clock = StepClock()
+    out_dir = ensure_writable_dir(output_dir)
+    say(f"building {model}")
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    clock.lap("build")
+    say(f"exporting {handle.name} to ONNX opset {opset}")
+    onnx_model = simplify(torch_to_onnx(handle.module, handle.input_shape, opset))
+    onnx_model, pass_results, matches = apply_shuffle_passes(onnx_model, shuffle_lowering)
+    clock.lap("torch_onnx_export")
+    images, calibration = calibration_inputs(calib, handle)
+    weight_bits = 7 if target.reduce_range else 8
+    say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "
+        f"{target.name}: {target.evidence})")
+    quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
+    clock.lap("quantize")
+    fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
+                        precision="int8")
+    fields.update(calib_method=calib_method, reduce_range=str(target.reduce_range).lower(),
+                  target_cpu=target.name)
+    content = finalize(quantized, fields)
+    clock.lap("finalize")
+    notes = [
+        f"calibration: {calib_method}" + (f" ({CALIB_PERCENTILE}th percentile)" if calib_method == "percentile"
+                                           else "") + f" on {calibration}",
+        f"target CPU {target.name}: {target.evidence}; " + (
+            "7-bit weights (reduce_range), because integer kernels without int8 dot products can overflow "
+            "int16 intermediate sums with 8-bit weights" if target.reduce_range
+            else "8-bit weights (int8 dot products accumulate in int32)"),
+        f"activations {DEFAULT_ACTIVATION_TYPE} (asymmetric, per tensor); weights int8 per channel (symmetric)",
+    ]
+    if calib_method == "entropy":
+        notes.append("ONNX Runtime 1.32's entropy calibration gave the same ranges as minmax in our measurements "
+                     "(benchmarks/onnx_int8_quality.py); percentile is better")
+
+    def make_result(**measured) -> ExportResult:
+        return ExportResult(
+            model=handle.name, format="onnx", precision="int8",
+            path=str(out_dir / f"{handle.name}_int8.onnx"), report_path=str(out_dir / f"{handle.name}_int8.json"),
+            input_shape=tuple(handle.input_shape), weights_source=handle.weights_source,
+            weights_sha256=handle.weights_sha256, opset=opset, shuffle_lowering=shuffle_lowering,
+            versions=tool_versions("torch", "onnx", "onnxsim", "onnxruntime"),
+            op_histogram=op_histogram(quantized), shuffles=shuffle_records(matches, shuffle_lowering),
+            passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
+            calibration=calibration, calib_method=calib_method, reduce_range=target.reduce_range,
+            target_cpu=f"{target.name} ({target.evidence})", notes=notes, **measured,
+        )
+
+    return publish(content, out_dir / f"{handle.name}_int8.onnx", handle, make_result, clock=clock, check=check,
+                   data=data, samples=samples, say=say)
