@@ -154,10 +154,31 @@ def export_command(model, fmt, int8, calib_method, target_cpu, calib, io, weight
 @data_option
 @samples_option
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--per-layer", is_flag=True,
+              help="int8 ONNX: SQNR/cosine of every quantized tensor against the fp32 model, in graph order.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="With --per-layer: also write the report with a plot of SQNR per layer to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 @_one_line_errors
-def check_command(exported, model, weights, pretrained, input_shape, data, samples, threads, as_json) -> None:
+def check_command(exported, model, weights, pretrained, input_shape, data, samples, threads, per_layer, html_path,
+                  as_json) -> None:
     """Prove an exported .onnx/.tflite computes what the PyTorch model computes (exit 1 if not)."""
+    if html_path and not per_layer:
+        raise click.UsageError("--html applies to --per-layer")
+    if per_layer:
+        from edgekit.per_layer import per_layer_errors
+        from edgekit.report import per_layer_html, render_per_layer, to_json
+
+        layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
+                                  input_shape=input_shape, data=data, samples=samples, threads=threads,
+                                  progress=_progress)
+        if html_path:
+            from pathlib import Path
+
+            Path(html_path).write_text(per_layer_html(layers))
+            _progress(f"wrote {html_path}")
+        click.echo(to_json(layers) if as_json else render_per_layer(layers), nl=not as_json)
+        return
     from edgekit.check import check_exported_file
     from edgekit.report import render_parity, to_json
 

@@ -639,24 +639,35 @@ def scatter_svg(points: list[tuple[float, float, str, str]], *, x_label: str = "
         y = top + plot_h * (1 - i / 4)
         x = left + plot_w * i / 4
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_cell(yv)}</text>')
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_cell(xv)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_si(yv)}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_si(xv)}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
                  f'{html.escape(x_label)}</text>')
     parts.append(f'<text x="14" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
                  f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(y_label)}</text>')
     for x, y, tip, group in points:
-        color = _SERIES_COLORS[groups.index(group) % len(_SERIES_COLORS)]
+        color = _SCATTER_COLORS[groups.index(group) % len(_SCATTER_COLORS)]
         cx, cy = left + plot_w * x / x_max, top + plot_h * (1 - y / y_max)
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{color}" fill-opacity="0.75">'
                      f'<title>{html.escape(tip)}: {_cell(x)}, {_cell(y)}</title></circle>')
     for n, group in enumerate(groups):
         ly = top + 14 + 18 * n
-        color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
+        color = _SCATTER_COLORS[n % len(_SCATTER_COLORS)]
         parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
         parts.append(f'<text x="{left + plot_w + 30}" y="{ly + 1}">{html.escape(group)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+_SCATTER_COLORS = _SERIES_COLORS + ["#862e9c", "#495057", "#e64980", "#74b816"]
+
+
+def _si(value: float) -> str:
+    """An axis label: 0, 0.25, 500k, 1.5M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return _cell(value)
 
 
 # --- guidelines ---------------------------------------------------------------------------------------
@@ -745,7 +756,8 @@ def guidelines_html(report) -> str:
                 "paper ARM": [rel(r.paper_arm[0], base.paper_arm[0]) for r in t.rows],
                 "paper GPU": [rel(r.paper_gpu[0], base.paper_gpu[0]) for r in t.rows]}, unit="%"))
         parts.append(html_table(*guideline_table_rows(t, report.target)))
-        verdict_style = "color:#2f9e44" if t.verdict == "reproduced" else "color:#b3261e"
+        verdict_style = {"reproduced": "color:#2f9e44", "partly reproduced": "color:#d9822b",
+                         "not reproduced": "color:#b3261e"}.get(t.verdict, "color:#555")
         checks = _guideline_checks(t)
         parts.append("<ul>" + "".join(f"<li>{html.escape(line.strip())}</li>" for line in checks[:-1])
                      + f'<li style="{verdict_style}"><b>{html.escape(checks[-1])}</b></li>'
@@ -807,7 +819,16 @@ def classify_result(data: Any) -> str | None:
         return "parity"
     if isinstance(data.get("layer_errors"), list):
         return "layer_errors"
+    layers = data.get("layers")  # edgekit.per_layer's PerLayerReport: per-tensor error of an int8 model
+    if isinstance(layers, list) and layers and isinstance(layers[0], dict) and "sqnr_db" in layers[0]:
+        return "layer_errors"
     return None
+
+
+def _error_rows(item) -> list:
+    """The per-layer rows of a layer-error record, each with a ``name``."""
+    rows = item.get("layer_errors") or item.get("layers") or []
+    return [dict(r, name=r.get("name") or r.get("node") or r.get("tensor") or str(i)) for i, r in enumerate(rows)]
 
 
 def collect_run_dir(path: str | Path) -> RunDirectory:
@@ -819,7 +840,7 @@ def collect_run_dir(path: str | Path) -> RunDirectory:
     root = Path(path)
     if not root.is_dir():
         raise OutputError(f"{root} is not a directory; pass the --output directory of an edgekit command")
-    found = RunDirectory(path=str(root))
+    found = RunDirectory(path=str(root.resolve()))
     for file in sorted(root.rglob("*.json")):
         try:
             data = json.loads(file.read_text())
@@ -860,7 +881,7 @@ def _attach_profiles(found: RunDirectory) -> None:
 
 
 def _layer_error_chart(item) -> str:
-    rows = item.layer_errors
+    rows = _error_rows(item)
     metric = next((m for m in ("sqnr_db", "max_abs", "mean_abs", "cosine") if rows and m in rows[0]), None)
     if metric is None:
         return "<p>(no per-layer metric)</p>"
@@ -885,7 +906,7 @@ def run_dir_markdown(found: RunDirectory) -> str:
         lines += [guidelines_markdown(report)]
     for item in found.layer_errors:
         metric_rows = [[r.get("name"), *[r.get(k) for k in ("sqnr_db", "max_abs", "cosine")]]
-                       for r in item.layer_errors]
+                       for r in _error_rows(item)]
         lines += [f"## Per-layer error: {item.get('_file', '')}", "",
                   markdown_table(["layer", "SQNR dB", "max abs", "cosine"], metric_rows), ""]
     if found.skipped:
@@ -907,7 +928,7 @@ def run_dir_html(found: RunDirectory) -> str:
             body.append(f"<h3>{html.escape(result.model)} &mdash; {html.escape(result.format)} "
                         f"{html.escape(result.precision)}</h3><p>{html.escape(result._file)} &middot; "
                         f"{result.file_size / 1e6:.2f} MB</p>")
-            body.append(bar_chart_svg([(k, float(v)) for k, v in result.op_histogram.items()]))
+            body.append(bar_chart_svg([(k, int(v)) for k, v in result.op_histogram.items()]))
             if result.get("parity"):
                 body.append(html_table(*parity_rows(result.parity)))
         for report in found.parity:
@@ -916,10 +937,13 @@ def run_dir_html(found: RunDirectory) -> str:
         toc.append("benchmarks")
         body.append('<h2 id="benchmarks">Benchmarks</h2>')
         series: dict[str, list[tuple[float, float]]] = {}
+        models = {Path(str(run.model_file)).name for report in found.benches for run in report.runs}
         for report in found.benches:
             for run in report.runs:
                 if run.get("latency"):
-                    key = f"{Path(str(run.model_file)).name} {_bench_device(run)} {run.config.accelerator}"
+                    key = f"{_bench_device(run)} {run.config.accelerator}"
+                    if len(models) > 1:  # the legend has room for short names only
+                        key = f"{Path(str(run.model_file)).stem[:14]} {key}"
                     series.setdefault(key, []).append((float(run.config.threads), float(run.latency.mean_ms)))
         body.append("<h3>Latency per target and thread count</h3>"
                     + line_chart_svg(series, x_label="threads", y_label="mean latency (ms)"))
@@ -971,3 +995,38 @@ def write_run_report(path: str | Path, output: str | Path | None = None) -> dict
     except OSError as exc:
         raise OutputError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
     return paths
+
+
+# --- per-layer int8 error (edgekit check --per-layer) ----------------------------------------------------
+
+
+def per_layer_rows(report) -> tuple[list[str], list[list[Any]]]:
+    """One row per quantized tensor in graph order; flagged error jumps are marked with ``<<``."""
+    headers = ["#", "tensor", "op", "SQNR dB", "cosine", "jump dB", ""]
+    rows = [
+        [layer.index, layer.tensor, layer.op, f"{layer.sqnr_db:.1f}", f"{layer.cosine:.5f}",
+         None if layer.jump_db is None else f"{layer.jump_db:+.1f}", "<<" if layer.flagged else ""]
+        for layer in report.layers
+    ]
+    return headers, rows
+
+
+def render_per_layer(report) -> str:
+    """The terminal view of ``edgekit check --per-layer``."""
+    lines = [f"per-layer int8 error: {report.file} vs {report.reference}",
+             f"{report.mode}; {report.samples} inputs from {report.data}",
+             table(*per_layer_rows(report))]
+    if report.unmatched:
+        lines.append(f"{report.unmatched} quantized tensors have no counterpart in the fp32 graph (not shown)")
+    lines += [f"suggestion: {s}" for s in report.suggestions]
+    return "\n".join(lines)
+
+
+def per_layer_html(report) -> str:
+    """HTML page: SQNR per layer in graph order as a line chart, then the table and suggestions."""
+    series = {"SQNR dB": [(float(layer.index), max(0.0, min(layer.sqnr_db, 100.0))) for layer in report.layers]}
+    body = (f"<p>{html.escape(report.mode)}; {report.samples} inputs from {html.escape(report.data)}</p>"
+            + line_chart_svg(series, x_label="layer (graph order)", y_label="SQNR dB")
+            + "".join(f"<p>suggestion: {html.escape(s)}</p>" for s in report.suggestions)
+            + html_table(*per_layer_rows(report)))
+    return page(f"per-layer int8 error: {Path(report.file).name}", body)

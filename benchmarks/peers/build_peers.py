@@ -72,15 +72,20 @@ def prepare_inputs(inputs: Path, calib_count: int) -> dict:
     calib_nhwc = inputs / "calib_nhwc.npy"
     np.save(calib_nchw, np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)))
     np.save(calib_nhwc, nhwc)
-    # onnx2tf's own default calibration file: 20 RGB images in [0, 1], NHWC 128x128, which it resizes and
-    # normalises with ImageNet mean/std. Written so it never tries GitHub; -cind overrides it with the above.
-    raw = bundled_images(20, size=(128, 128), seed=1).astype(np.float32) / np.float32(255.0)
+    # onnx2tf reads this file name from its working directory (else downloads it from GitHub) for int8
+    # calibration and its own ONNX-vs-TF check: RGB in [0, 1], NHWC, resized to the input size and
+    # normalised with ImageNet mean/std, which is edgekit's preprocessing. So it holds edgekit's calibration
+    # crops at 224x224, whatever its name says (onnx2tf takes the shape from the data, not the name). Its
+    # -cind flag would take normalised data instead, but then its ONNX check feeds NHWC data to the NCHW
+    # model, fails and skips its shape-estimation step: not what a user of onnx2tf gets.
+    _, _, h, w = handle.input_shape
+    raw = bundled_images(calib_count, size=(h, w), seed=1).astype(np.float32) / np.float32(255.0)
+    assert np.allclose(preprocess(bundled_images(2, size=(h, w), seed=1), handle.mean, handle.std),
+                       nhwc[:2].transpose(0, 3, 1, 2)), "calibration images are not edgekit's"
     onnx2tf_default = inputs / ONNX2TF_CALIB_NAME
     np.save(onnx2tf_default, raw)
     onnx_path = inputs / f"{MODEL}_plain.onnx"
     onnx_path.write_bytes(plain_onnx(module, handle.input_shape))
-    check = preprocess(bundled_images(1, seed=1), handle.mean, handle.std)
-    assert np.allclose(check, nhwc[:1].transpose(0, 3, 1, 2)), "calibration images are not edgekit's"
     return {
         "state_dict": str(state_path),
         "weights_sha256": handle.weights_sha256,
@@ -91,6 +96,8 @@ def prepare_inputs(inputs: Path, calib_count: int) -> dict:
         "onnx2tf_default_calibration": str(onnx2tf_default),
         "plain_onnx": str(onnx_path),
         "input_shape": list(handle.input_shape),
+        "mean": list(handle.mean),
+        "std": list(handle.std),
     }
 
 
@@ -160,6 +167,8 @@ def convert(name: str, spec: dict, envs: Path, logs: Path, inputs: dict, models:
     cmd = [str(env / "bin" / "python"), str(HERE / spec["script"]), "--inputs", json.dumps(inputs),
            "--out-dir", str(models / name), "--result", str(out_json)]
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # as if activated: onnx2tf runs the `onnxsim` command of its own environment
+    environ["PATH"] = f"{env / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
     if spec["pythonpath"]:
         environ["PYTHONPATH"] = str(REPO)
     log = logs / f"convert-{name}.log"

@@ -38,10 +38,13 @@ def convert_int8(model, sample, calib: np.ndarray, path: Path) -> None:
     import litert_torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    exported = torch.export.export(model, (sample,)).module()
+    # exported from an eval-mode model, so batch norm is already in its inference form; litert-torch still
+    # warns "converted in training mode" because the exported GraphModule's nn.Module.training stays True
+    exported = move_exported_model_to_eval(torch.export.export(model, (sample,)).module())
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():
         for image in calib:

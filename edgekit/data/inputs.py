@@ -41,6 +41,7 @@ def load_inputs(
     """Load ``count`` images for a model taking ``input_shape`` ``(N, C, H, W)``, preprocessed.
 
     ``source`` ``None`` or ``"bundled"`` gives crops of the photos shipped with scikit-image/scikit-learn;
+    ``"digits"`` the held-out split of scikit-learn's digits (``edgekit.data.digits``);
     a folder gives its first ``count`` readable images (fewer if it has fewer), resized and centre-cropped
     to ``(H, W)``. ``C`` (1 or 3) picks grayscale or RGB; ``mean``/``std`` normalise per channel.
     Raises ``DataError`` for a bad count or shape, a source that is neither, or a folder without a single
@@ -57,6 +58,14 @@ def load_inputs(
         images = bundled_images(count, size=size)
         desc = f"{count} crops of the photos bundled with scikit-image and scikit-learn at {height}x{width}"
         return InputSet(preprocess(images, mean, std, channels), desc, 0, None)
+
+    if str(source) == "digits" and not Path(source).exists():
+        from edgekit.data.digits import HELDOUT_IMAGES, digits_images
+
+        images, labels = digits_images("heldout", size)
+        n = min(count, HELDOUT_IMAGES)
+        desc = f"{n} held-out scikit-learn digits at {height}x{width}"
+        return InputSet(preprocess(images[:n], mean, std, channels), desc, 0, [int(v) for v in labels[:n]])
 
     path = Path(source).expanduser()
     if not path.is_dir():

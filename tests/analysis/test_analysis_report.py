@@ -66,6 +66,9 @@ def make_run_dir(tmp_path):
     (tmp_path / "guidelines.json").write_text(to_json(guideline_report()))
     (tmp_path / "int8_layers.json").write_text(json.dumps(
         {"layer_errors": [{"name": "conv1", "sqnr_db": 31.5}, {"name": "conv2", "sqnr_db": 24.0}]}))
+    (tmp_path / "per_layer.json").write_text(json.dumps(  # the shape of edgekit.per_layer's PerLayerReport
+        {"file": "m_int8.onnx", "mode": "int8", "layers": [{"index": 0, "tensor": "t0", "node": "conv3", "op": "Conv",
+                                                            "sqnr_db": 28.0, "cosine": 0.99, "max_abs": 0.1}]}))
     (tmp_path / "unrelated.json").write_text(json.dumps({"hello": 1}))
     (tmp_path / "broken.json").write_text("{not json")
     return tmp_path
@@ -77,7 +80,7 @@ def test_report_page_has_every_section_and_is_self_contained(tmp_path):
     for needle in ("Benchmarks", "Latency per target and thread count", "Time per op type", "Analysis",
                    "Findings (ShuffleNetV2 guidelines G1-G4)", "Predicted vs measured share per op family",
                    "Per layer: memory access vs measured time", "ShuffleNetV2 guideline experiments", "G4: title",
-                   "Per-layer error (int8)", "conv2", "Files not included", "unrelated.json", "broken.json"):
+                   "Per-layer error (int8)", "conv2", "conv3", "Files not included", "unrelated.json", "broken.json"):
         assert needle in page, needle
     urls = set(re.findall(r"https?://[^\s\"'<>)]+", page))
     assert urls <= {"http://www.w3.org/2000/svg"}, urls
@@ -89,7 +92,7 @@ def test_report_page_has_every_section_and_is_self_contained(tmp_path):
 
 def test_collect_sorts_results_by_kind(tmp_path):
     found = collect_run_dir(make_run_dir(tmp_path))
-    assert (len(found.analyses), len(found.benches), len(found.guidelines), len(found.layer_errors)) == (1, 1, 1, 1)
+    assert (len(found.analyses), len(found.benches), len(found.guidelines), len(found.layer_errors)) == (1, 1, 1, 2)
     assert len(found.skipped) == 2
 
 

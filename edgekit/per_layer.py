@@ -1,0 +1,236 @@
+"""Per-layer int8 error: where in the graph a quantized model departs from its float reference.
+
+``per_layer_errors`` runs the fp32 graph (re-exported from the PyTorch reference, so tensor names match
+the ones ONNX Runtime's quantizer kept) and the int8 QDQ graph on the same inputs, with every quantized
+activation exposed as an output, and reports SQNR and cosine per tensor in graph order. The int8 graph
+runs with optimizations off, i.e. the QDQ network simulated in float: this localises quantization error;
+whether ONNX Runtime's integer kernels then compute that network faithfully is the kernel check of
+``edgekit check``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import DataError, ModelFileError
+
+Progress = Callable[[str], None]
+#: A layer whose SQNR is this many dB below its quantized inputs' is flagged: its error power at least
+#: doubled there.
+JUMP_DB = 3.0
+
+
+@dataclass
+class LayerError:
+    """Quantization error of one activation tensor. ``jump_db`` is how many dB of SQNR were lost
+    relative to the worst quantized input of the op producing it (``None`` where it has none)."""
+
+    index: int
+    tensor: str
+    op: str
+    node: str
+    sqnr_db: float
+    cosine: float
+    max_abs: float
+    jump_db: float | None
+    flagged: bool = False
+
+
+@dataclass
+class PerLayerReport:
+    """The result of ``per_layer_errors``: one ``LayerError`` per quantized tensor, in graph order."""
+
+    file: str
+    reference: str
+    samples: int
+    data: str
+    mode: str
+    layers: list[LayerError]
+    unmatched: int = 0
+    suggestions: list[str] = field(default_factory=list)
+
+
+def _add_outputs(model, names: list[str]):
+    import onnx
+
+    present = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in present:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return model
+
+
+def _session(model, threads: int, optimize: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def quantized_tensors(int8_model) -> list[tuple[str, str, str, list[str]]]:
+    """``(float tensor, its quantized-then-dequantized name, producing node, quantized input tensors)`` for
+    every activation quantized by a QuantizeLinear -> DequantizeLinear pair, in graph order."""
+    graph = int8_model.graph
+    initializers = {i.name for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    dq_of: dict[str, str] = {}  # float tensor -> its DequantizeLinear output
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers:
+            for dq in consumers.get(node.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    dq_of[node.input[0]] = dq.output[0]
+    float_of = {dq: x for x, dq in dq_of.items()}
+    producer = {out: node for node in graph.node for out in node.output}
+    found = []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in dq_of:
+            x = node.input[0]
+            made_by = producer.get(x)
+            inputs = [float_of[i] for i in (made_by.input if made_by is not None else []) if i in float_of]
+            found.append((x, dq_of[x], made_by.name if made_by is not None else "(graph input)", inputs))
+    return found
+
+
+def _op_label(node) -> str:
+    if node is None:
+        return "input"
+    if node.op_type == "Conv":
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return "Conv (depthwise)" if group > 1 else "Conv"
+    return node.op_type
+
+
+def per_layer_errors(
+    exported: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    pretrained: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    samples: int = 8,
+    threads: int = 1,
+    progress: Progress | None = None,
+) -> PerLayerReport:
+    """Compare every quantized activation of int8 ONNX ``exported`` with the fp32 reference, layer by layer.
+
+    The reference is the model named in the file's edgekit metadata (or ``model``), rebuilt and exported
+    to fp32 ONNX with the file's shuffle lowering. ``data``/``samples`` as for ``check_parity``. Returns a
+    ``PerLayerReport`` with flagged error jumps and suggested remedies. Raises ``ModelFileError`` for a
+    file that is not int8 ONNX, ``DataError`` when no float reference is known or the graphs' tensor names
+    do not match, and the errors of ``edgekit.models.resolve``.
+    """
+    import onnx
+
+    from edgekit.data import load_inputs
+    from edgekit.export.metadata import read_metadata
+    from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
+    from edgekit.export.passes import apply_shuffle_passes
+    from edgekit.models import resolve
+
+    path = Path(exported)
+    say = progress or (lambda _msg: None)
+    meta = read_metadata(path)
+    if path.suffix.lower() != ".onnx":
+        raise ModelFileError(f"--per-layer works on int8 .onnx files for now; {path.name} is not one")
+    int8_model = onnx.load(str(path))
+    found = quantized_tensors(int8_model)
+    if not found:
+        raise ModelFileError(f"{path.name} has no quantized activations (QuantizeLinear/DequantizeLinear); "
+                             "--per-layer compares an int8 QDQ file with its float model")
+    spec = model or meta.get("model")
+    if not spec:
+        raise DataError(f"--per-layer needs the float reference of {path.name}, which carries no edgekit metadata: "
+                        "pass --model NAME or --model file.py:factory (with --weights FILE for your weights)")
+    if input_shape is None and meta.get("input_shape"):
+        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
+    handle = resolve(spec, weights=weights, pretrained=pretrained or meta.get("weights_kind") == "pretrained",
+                     input_shape=input_shape)
+    say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
+    fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
+    fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
+    fp32_names = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
+    matched = [f for f in found if f[0] in fp32_names]
+    if len(matched) < len(found) / 2:
+        raise DataError(f"only {len(matched)} of {len(found)} quantized tensors of {path.name} exist in the fp32 "
+                        f"export of {handle.name}; is --model the model this file was quantized from?")
+    fp32_outputs = [x for x, *_ in matched]
+    int8_outputs = [dq for _, dq, *_ in matched]
+    ref_session = _session(_add_outputs(fp32, fp32_outputs), threads, optimize=True)
+    q_session = _session(_add_outputs(int8_model, int8_outputs), threads, optimize=False)
+    inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
+    say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
+    n = len(matched)
+    signal, noise, cos_sum, max_abs = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    step = int(handle.input_shape[0])
+    ref_input, q_input = ref_session.get_inputs()[0].name, q_session.get_inputs()[0].name
+    count = 0
+    for start in range(0, inputs.array.shape[0] - step + 1, step):
+        x = inputs.array[start : start + step]
+        ref = ref_session.run(fp32_outputs, {ref_input: x})
+        got = q_session.run(int8_outputs, {q_input: x})
+        for i, (r, g) in enumerate(zip(ref, got, strict=True)):
+            r64, d = r.astype(np.float64).ravel(), g.astype(np.float64).ravel() - r.astype(np.float64).ravel()
+            signal[i] += float(r64 @ r64)
+            noise[i] += float(d @ d)
+            g64 = r64 + d
+            norms = np.linalg.norm(r64) * np.linalg.norm(g64)
+            cos_sum[i] += float(r64 @ g64 / norms) if norms > 0 else 1.0
+            max_abs[i] = max(max_abs[i], float(np.max(np.abs(d))) if d.size else 0.0)
+        count += 1
+    producer = {out: node for node in int8_model.graph.node for out in node.output}
+    layers: list[LayerError] = []
+    sqnr_of: dict[str, float] = {}
+    for i, (x, _dq, node_name, quantized_inputs) in enumerate(matched):
+        sqnr = math.inf if noise[i] == 0 else 10 * math.log10(max(signal[i], 1e-300) / noise[i])
+        sqnr_of[x] = sqnr
+        before = [sqnr_of[q] for q in quantized_inputs if q in sqnr_of]
+        jump = None
+        if before and math.isfinite(min(before)) and math.isfinite(sqnr):
+            jump = round(min(before) - sqnr, 3)
+        layers.append(LayerError(i, x, _op_label(producer.get(x)), node_name, sqnr, cos_sum[i] / max(count, 1),
+                                 max_abs[i], jump, flagged=jump is not None and jump >= JUMP_DB))
+    report = PerLayerReport(
+        file=str(path), reference=f"pytorch:{handle.name} exported to fp32 ONNX", samples=count * step,
+        data=inputs.description, mode="int8 QDQ graph simulated in float (ONNX Runtime, optimizations off)",
+        layers=layers, unmatched=len(found) - len(matched),
+    )
+    report.suggestions = suggest_remedies(layers, meta)
+    return report
+
+
+def suggest_remedies(layers: list[LayerError], meta: dict[str, str], top: int = 3) -> list[str]:
+    """Remedies for the ``top`` largest flagged error jumps, from the op that made them and the file's
+    quantization settings (``meta``: edgekit metadata with ``calib_method``)."""
+    flagged = sorted((layer for layer in layers if layer.flagged), key=lambda layer: -(layer.jump_db or 0))[:top]
+    out = []
+    for layer in flagged:
+        where = f"{layer.tensor} ({layer.op}, node {layer.node}) loses {layer.jump_db:.1f} dB"
+        if layer.index == 0 or layer.op == "input":
+            out.append(f"{where}: keep the input and first convolution in float")
+        elif layer.op == "Conv (depthwise)":
+            out.append(f"{where}: keep this depthwise convolution in float (quantize_static nodes_to_exclude); "
+                       "a 3x3 depthwise filter sums only 9 products, so its output range is set by few weights")
+        elif meta.get("calib_method", "minmax") == "minmax":
+            out.append(f"{where}: its range is set by rare extremes; recalibrate with --calib-method percentile")
+        else:
+            out.append(f"{where}: keep this layer in float, or calibrate on more images like the deployment data")
+    if not flagged and layers:
+        worst = min(layers, key=lambda layer: layer.sqnr_db)
+        out.append(f"no layer loses {JUMP_DB:g} dB or more; error accumulates gradually (lowest SQNR "
+                   f"{worst.sqnr_db:.1f} dB at {worst.tensor})")
+    return out
