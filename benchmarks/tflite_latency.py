@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -141,6 +142,13 @@ def op_counts(content: bytes) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def io_type(interpreter_class, content: bytes) -> str:
+    """The input type and output type, e.g. "int8/int8" (what an app feeds and reads)."""
+    interpreter = interpreter_class(model_content=content)
+    ends = (interpreter.get_input_details()[0], interpreter.get_output_details()[0])
+    return "/".join(np.dtype(d["dtype"]).name for d in ends)
+
+
 def model_input(interpreter, image_nchw: np.ndarray) -> np.ndarray:
     """``image_nchw`` (float, preprocessed) in the layout and type the interpreter's input wants."""
     detail = interpreter.get_input_details()[0]
@@ -218,11 +226,13 @@ def main() -> None:
             try:
                 ops = op_counts(v.content)
                 facts[key] = {"partitions": xnnpack_partitions(v.content), "transposes": ops.get("TRANSPOSE", 0),
-                              "ops": ops, "parity": parity(v, images, reference), "size_kb": len(v.content) / 1024}
+                              "ops": ops, "parity": parity(v, images, reference), "size_kb": len(v.content) / 1024,
+                              "io": io_type(interpreter_class, v.content)}
             except Exception as exc:  # noqa: BLE001
                 skipped.append(f"{v.label} {v.precision}: cannot load or run ({_one_line(exc)})")
                 variants.remove(v)
 
+        load_before = os.getloadavg()
         record = {"model": MODEL, "runtime": f"{litert_package} {litert_version} (XNNPACK)",
                   "rounds": args.rounds, "runs": args.runs, "calibration_images": args.calib,
                   "edgekit_build_seconds": round(build_seconds, 1), "peers": peer_facts, "skipped": skipped,
@@ -249,20 +259,25 @@ def main() -> None:
                     p = f["parity"]
                     quality = f"{p['max_abs']:.1e}" if precision == "fp32" else \
                         f"cos {p['cosine']:.4f} top1 {p['top1_agreement']:.2f}"
-                    rows.append([v.label, precision, threads, round(ms, 3),
+                    rows.append([v.label, precision, f["io"], threads, round(ms, 3),
                                  round(ratio, 3) if ratio else "-", f["partitions"], f["transposes"], quality])
                     record["results"].append({
                         "variant": v.label, "kind": v.kind, "precision": precision, "threads": threads,
                         "median_ms": ms, "fastest_peer": fastest, "ratio_to_fastest_peer": ratio,
                         "xnnpack_partitions": f["partitions"], "transposes": f["transposes"],
-                        "size_kb": round(f["size_kb"], 1), "parity_vs_pytorch": p, "ops": f["ops"],
+                        "io": f["io"], "size_kb": round(f["size_kb"], 1), "parity_vs_pytorch": p, "ops": f["ops"],
                         "source": v.source, "file": str(v.path)})
             del interpreters
+        record["load_average"] = {"before": [round(x, 2) for x in load_before],
+                                  "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
 
     print(f"{MODEL}: {litert_package} {litert_version} with XNNPACK, {args.rounds}x{args.runs} interleaved "
           f"runs per variant and thread count; ratio = median / fastest peer (litert-torch, onnx2tf, hand-form) "
           f"at the same precision and threads; parity vs PyTorch on 8 bundled crops")
-    print(table(["variant", "precision", "threads", "median ms", "vs fastest peer", "XNNPACK partitions",
+    load = record["load_average"]
+    print(f"1-minute load average {load['before'][0]} before timing, {load['after'][0]} after, on {load['cpus']} "
+          "CPUs: above the CPU count, other processes shared the cores and the medians carry their noise")
+    print(table(["variant", "precision", "io", "threads", "median ms", "vs fastest peer", "XNNPACK partitions",
                  "TRANSPOSE", "parity (fp32 max abs / int8)"], rows))
     for line in skipped:
         print(f"skipped: {line}")

@@ -1,11 +1,12 @@
 """Per-layer int8 error: where in the graph a quantized model departs from its float reference.
 
-``per_layer_errors`` runs the fp32 graph (re-exported from the PyTorch reference, so tensor names match
-the ones ONNX Runtime's quantizer kept) and the int8 QDQ graph on the same inputs, with every quantized
-activation exposed as an output, and reports SQNR and cosine per tensor in graph order. The int8 graph
-runs with optimizations off, i.e. the QDQ network simulated in float: this localises quantization error;
-whether ONNX Runtime's integer kernels then compute that network faithfully is the kernel check of
-``edgekit check``.
+``per_layer_errors`` re-exports the fp32 model from the PyTorch reference (same exporter and shuffle
+lowering, so tensor names match the int8 file's), runs both on the same inputs and reports SQNR and cosine
+per quantized activation in graph order. ONNX: every quantized activation is exposed as a graph output and
+the int8 QDQ graph runs with optimizations off (the QDQ network simulated in float): this localises
+quantization error, and whether ONNX Runtime's integer kernels compute that network faithfully is the
+kernel check of ``edgekit check``. TFLite: both files run on LiteRT's reference kernels with all tensors
+preserved, and int8 tensors are dequantized with their own scale and zero point.
 """
 
 from __future__ import annotations
@@ -145,21 +146,17 @@ def per_layer_errors(
     path = Path(exported)
     say = progress or (lambda _msg: None)
     meta = read_metadata(path)
+    if path.suffix.lower() == ".tflite":
+        return _tflite_per_layer(path, meta, model=model, weights=weights, pretrained=pretrained,
+                                 input_shape=input_shape, data=data, samples=samples, say=say)
     if path.suffix.lower() != ".onnx":
-        raise ModelFileError(f"--per-layer works on int8 .onnx files for now; {path.name} is not one")
+        raise ModelFileError(f"--per-layer works on int8 .onnx and .tflite files; {path.name} is neither")
     int8_model = onnx.load(str(path))
     found = quantized_tensors(int8_model)
     if not found:
         raise ModelFileError(f"{path.name} has no quantized activations (QuantizeLinear/DequantizeLinear); "
                              "--per-layer compares an int8 QDQ file with its float model")
-    spec = model or meta.get("model")
-    if not spec:
-        raise DataError(f"--per-layer needs the float reference of {path.name}, which carries no edgekit metadata: "
-                        "pass --model NAME or --model file.py:factory (with --weights FILE for your weights)")
-    if input_shape is None and meta.get("input_shape"):
-        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
-    handle = resolve(spec, weights=weights, pretrained=pretrained or meta.get("weights_kind") == "pretrained",
-                     input_shape=input_shape)
+    handle = _reference(path, meta, model, weights, pretrained, input_shape)
     say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
     fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
     fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
@@ -213,6 +210,134 @@ def per_layer_errors(
     return report
 
 
+def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, input_shape):
+    from edgekit.models import resolve
+
+    spec = model or meta.get("model")
+    if not spec:
+        raise DataError(f"--per-layer needs the float reference of {path.name}, which carries no edgekit metadata: "
+                        "pass --model NAME or --model file.py:factory (with --weights FILE for your weights)")
+    if input_shape is None and meta.get("input_shape"):
+        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
+    return resolve(spec, weights=weights, pretrained=pretrained or meta.get("weights_kind") == "pretrained",
+                   input_shape=input_shape)
+
+
+class _Accumulator:
+    """Error statistics per tensor, summed over samples so nothing but one sample's tensors is held."""
+
+    def __init__(self, count: int) -> None:
+        self.signal, self.noise = np.zeros(count), np.zeros(count)
+        self.cos_sum, self.max_abs = np.zeros(count), np.zeros(count)
+        self.samples = 0
+
+    def add(self, refs: list[np.ndarray], gots: list[np.ndarray]) -> None:
+        for i, (r, g) in enumerate(zip(refs, gots, strict=True)):
+            r64, g64 = np.asarray(r, np.float64).ravel(), np.asarray(g, np.float64).ravel()
+            d = g64 - r64
+            self.signal[i] += float(r64 @ r64)
+            self.noise[i] += float(d @ d)
+            norms = np.linalg.norm(r64) * np.linalg.norm(g64)
+            self.cos_sum[i] += float(r64 @ g64 / norms) if norms > 0 else 1.0
+            self.max_abs[i] = max(self.max_abs[i], float(np.max(np.abs(d))) if d.size else 0.0)
+        self.samples += 1
+
+    def layers(self, tensors: list[tuple[str, str, str, list[str]]]) -> list[LayerError]:
+        """``tensors``: ``(name, op label, node, quantized input names)`` in the accumulated order."""
+        out: list[LayerError] = []
+        sqnr_of: dict[str, float] = {}
+        for i, (name, op, node, inputs) in enumerate(tensors):
+            noise, signal = self.noise[i], self.signal[i]
+            sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise)
+            sqnr_of[name] = sqnr
+            before = [sqnr_of[q] for q in inputs if q in sqnr_of]
+            jump = None
+            if before and math.isfinite(min(before)) and math.isfinite(sqnr):
+                jump = round(min(before) - sqnr, 3)
+            out.append(LayerError(i, name, op, node, sqnr, float(self.cos_sum[i] / max(self.samples, 1)),
+                                  float(self.max_abs[i]), jump, flagged=jump is not None and jump >= JUMP_DB))
+        return out
+
+
+def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_shape, data, samples, say):
+    import tempfile
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekit.data import load_inputs
+    from edgekit.export.tflite_export import export_tflite
+
+    def interpreter(file: str):
+        it = Interpreter(model_path=file, experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it.allocate_tensors()
+        return it
+
+    q = interpreter(str(path))
+    details = {d["index"]: d for d in q.get_tensor_details()}
+    ops = q._get_ops_details()  # the only LiteRT call that lists ops in execution order
+    quantized = {}  # tensor index -> (op label, node) for int8 activations that ops produce
+    for op in ops:
+        for t in op["outputs"]:
+            d = details[int(t)]
+            if d["dtype"] == np.int8 and d["quantization"][0] > 0:
+                quantized[int(t)] = (op["op_name"], f"op {op['index']}")
+    if not quantized:
+        raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "
+                             "float model")
+    handle = _reference(path, meta, model, weights, pretrained, input_shape)
+    say(f"exporting the fp32 TFLite reference {handle.name} to compare {len(quantized)} int8 tensors")
+    with tempfile.TemporaryDirectory(prefix="edgekit-per-layer-") as tmp:
+        fp32 = export_tflite(str(model or meta.get("model")), weights=weights, pretrained=pretrained,
+                             input_shape=handle.input_shape, output_dir=tmp, check=False,
+                             shuffle_lowering=meta.get("shuffle_lowering") or "auto")
+        ref = interpreter(fp32.path)
+    ref_index = {d["name"]: d["index"] for d in ref.get_tensor_details()}
+    input_names = {int(t): details[int(t)]["name"] for op in ops for t in op["inputs"] if int(t) in details}
+    tensors, pairs = [], []
+    in_index = q.get_input_details()[0]["index"]
+    for op in ops:
+        for t in (int(v) for v in op["outputs"]):
+            name = details[t]["name"]
+            if t in quantized and name in ref_index:
+                inputs = [input_names[int(i)] for i in op["inputs"] if int(i) in quantized or int(i) == in_index]
+                tensors.append((name, *quantized[t], inputs))
+                pairs.append((ref_index[name], t))
+    input_name = details[in_index]["name"]
+    if in_index not in quantized and details[in_index]["quantization"][0] > 0 and input_name in ref_index:
+        tensors.insert(0, (input_name, "input", "(graph input)", []))
+        pairs.insert(0, (ref_index[input_name], in_index))
+    unmatched = len(quantized) - sum(1 for _, op_label, *_ in tensors if op_label != "input")
+    inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
+    say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
+    acc = _Accumulator(len(pairs))
+    q_in, r_in = q.get_input_details()[0], ref.get_input_details()[0]
+    scale, zero = q_in["quantization"]
+    for image in inputs.array:
+        x = np.ascontiguousarray(image.transpose(1, 2, 0)[None], dtype=np.float32)
+        ref.set_tensor(r_in["index"], x)
+        ref.invoke()
+        if q_in["dtype"] == np.int8:
+            q.set_tensor(q_in["index"], np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8))
+        else:
+            q.set_tensor(q_in["index"], x)
+        q.invoke()
+        refs, gots = [], []
+        for r_idx, q_idx in pairs:
+            s, z = details[q_idx]["quantization"]
+            refs.append(ref.get_tensor(r_idx))
+            gots.append((q.get_tensor(q_idx).astype(np.float32) - z) * s)
+        acc.add(refs, gots)
+    layers = acc.layers(tensors)
+    report = PerLayerReport(
+        file=str(path), reference=f"pytorch:{handle.name} exported to fp32 TFLite", samples=acc.samples,
+        data=inputs.description, mode="LiteRT reference kernels, all tensors preserved, int8 dequantized",
+        layers=layers, unmatched=max(0, unmatched),
+    )
+    report.suggestions = suggest_remedies(layers, meta)
+    return report
+
+
 def suggest_remedies(layers: list[LayerError], meta: dict[str, str], top: int = 3) -> list[str]:
     """Remedies for the ``top`` largest flagged error jumps, from the op that made them and the file's
     quantization settings (``meta``: edgekit metadata with ``calib_method``)."""
@@ -222,11 +347,14 @@ def suggest_remedies(layers: list[LayerError], meta: dict[str, str], top: int = 
         where = f"{layer.tensor} ({layer.op}, node {layer.node}) loses {layer.jump_db:.1f} dB"
         if layer.index == 0 or layer.op == "input":
             out.append(f"{where}: keep the input and first convolution in float")
-        elif layer.op == "Conv (depthwise)":
-            out.append(f"{where}: keep this depthwise convolution in float (quantize_static nodes_to_exclude); "
-                       "a 3x3 depthwise filter sums only 9 products, so its output range is set by few weights")
-        elif meta.get("calib_method", "minmax") == "minmax":
+        elif "depthwise" in layer.op.lower():
+            out.append(f"{where}: keep this depthwise convolution in float; a 3x3 depthwise filter sums only 9 "
+                       "products per output, so quantization noise is not averaged out")
+        elif meta.get("calib_method") == "minmax":
             out.append(f"{where}: its range is set by rare extremes; recalibrate with --calib-method percentile")
+        elif meta.get("calib_method") is None:
+            out.append(f"{where}: if rare extremes set its range, percentile calibration gives finer steps; "
+                       "else keep this layer in float")
         else:
             out.append(f"{where}: keep this layer in float, or calibrate on more images like the deployment data")
     if not flagged and layers:

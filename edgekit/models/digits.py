@@ -24,7 +24,7 @@ DIGITS_WEIGHTS = Path(__file__).with_name("shufflenet_v2_digits.pt")
 
 @register_model(
     "shufflenet_v2_digits",
-    family="shufflenetv2",
+    family="shufflenetv2-digits",
     width=None,
     input_shape=DIGITS_INPUT_SHAPE,
     mean=DIGITS_MEAN,
