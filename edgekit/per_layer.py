@@ -141,7 +141,6 @@ def per_layer_errors(
     from edgekit.export.metadata import read_metadata
     from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
     from edgekit.export.passes import apply_shuffle_passes
-    from edgekit.models import resolve
 
     path = Path(exported)
     say = progress or (lambda _msg: None)
@@ -161,48 +160,29 @@ def per_layer_errors(
     fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
     fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
     fp32_names = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
-    matched = [f for f in found if f[0] in fp32_names]
+    # The quantizer renames a graph output it quantizes (logits -> logits_QuantizeLinear_Input).
+    suffix = "_QuantizeLinear_Input"
+    reference_name = {x: x[: -len(suffix)] if x not in fp32_names and x.endswith(suffix) else x for x, *_ in found}
+    matched = [f for f in found if reference_name[f[0]] in fp32_names]
     if len(matched) < len(found) / 2:
         raise DataError(f"only {len(matched)} of {len(found)} quantized tensors of {path.name} exist in the fp32 "
                         f"export of {handle.name}; is --model the model this file was quantized from?")
-    fp32_outputs = [x for x, *_ in matched]
+    fp32_outputs = [reference_name[x] for x, *_ in matched]
     int8_outputs = [dq for _, dq, *_ in matched]
     ref_session = _session(_add_outputs(fp32, fp32_outputs), threads, optimize=True)
     q_session = _session(_add_outputs(int8_model, int8_outputs), threads, optimize=False)
     inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
     say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
-    n = len(matched)
-    signal, noise, cos_sum, max_abs = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     step = int(handle.input_shape[0])
     ref_input, q_input = ref_session.get_inputs()[0].name, q_session.get_inputs()[0].name
-    count = 0
+    acc = _Accumulator(len(matched))
     for start in range(0, inputs.array.shape[0] - step + 1, step):
         x = inputs.array[start : start + step]
-        ref = ref_session.run(fp32_outputs, {ref_input: x})
-        got = q_session.run(int8_outputs, {q_input: x})
-        for i, (r, g) in enumerate(zip(ref, got, strict=True)):
-            r64, d = r.astype(np.float64).ravel(), g.astype(np.float64).ravel() - r.astype(np.float64).ravel()
-            signal[i] += float(r64 @ r64)
-            noise[i] += float(d @ d)
-            g64 = r64 + d
-            norms = np.linalg.norm(r64) * np.linalg.norm(g64)
-            cos_sum[i] += float(r64 @ g64 / norms) if norms > 0 else 1.0
-            max_abs[i] = max(max_abs[i], float(np.max(np.abs(d))) if d.size else 0.0)
-        count += 1
+        acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: x}))
     producer = {out: node for node in int8_model.graph.node for out in node.output}
-    layers: list[LayerError] = []
-    sqnr_of: dict[str, float] = {}
-    for i, (x, _dq, node_name, quantized_inputs) in enumerate(matched):
-        sqnr = math.inf if noise[i] == 0 else 10 * math.log10(max(signal[i], 1e-300) / noise[i])
-        sqnr_of[x] = sqnr
-        before = [sqnr_of[q] for q in quantized_inputs if q in sqnr_of]
-        jump = None
-        if before and math.isfinite(min(before)) and math.isfinite(sqnr):
-            jump = round(min(before) - sqnr, 3)
-        layers.append(LayerError(i, x, _op_label(producer.get(x)), node_name, sqnr, cos_sum[i] / max(count, 1),
-                                 max_abs[i], jump, flagged=jump is not None and jump >= JUMP_DB))
+    layers = acc.layers([(x, _op_label(producer.get(x)), node, inputs_) for x, _dq, node, inputs_ in matched])
     report = PerLayerReport(
-        file=str(path), reference=f"pytorch:{handle.name} exported to fp32 ONNX", samples=count * step,
+        file=str(path), reference=f"pytorch:{handle.name} exported to fp32 ONNX", samples=acc.samples * step,
         data=inputs.description, mode="int8 QDQ graph simulated in float (ONNX Runtime, optimizations off)",
         layers=layers, unmatched=len(found) - len(matched),
     )
