@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgekit.check import Progress
 from edgekit.errors import ExportError, UserModelError
@@ -46,25 +48,14 @@ def export_onnx(
     report. Raises EdgekitError subclasses for unknown models, bad weights, unwritable output, bad data.
     """
     from edgekit.export.passes import SHUFFLE_LOWERINGS
-    from edgekit.models import resolve
 
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     say = progress or (lambda _msg: None)
-    clock = StepClock()
-    out_dir = ensure_writable_dir(output_dir)
-    say(f"building {model}")
-    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
-    clock.lap("build")
-    say(f"exporting {handle.name} to ONNX opset {opset}")
-    onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
-    clock.lap("torch_onnx_export")
-    say("simplifying with onnxsim")
-    onnx_model = simplify(onnx_model)
-    clock.lap("simplify")
-    say(f"lowering channel shuffles ({shuffle_lowering})")
-    onnx_model, pass_results, matches = _apply_passes(onnx_model, shuffle_lowering)
-    clock.lap("passes")
+    prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
+                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say)
+    handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
+    onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
                         precision="fp32")
     content = finalize(onnx_model, fields)
@@ -91,6 +82,43 @@ def export_onnx(
 
     return publish(content, out_dir / f"{handle.name}.onnx", handle, make_result, clock=clock, check=check,
                    data=data, samples=samples, say=say)
+
+
+@dataclass
+class PreparedExport:
+    """What every format's export starts from: the reference model and its simplified, lowered ONNX graph."""
+
+    handle: Any
+    out_dir: Path
+    clock: StepClock
+    onnx_model: Any
+    pass_results: list
+    matches: list
+
+
+def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output_dir, opset: int,
+                   shuffle_lowering: str, say: Progress) -> PreparedExport:
+    """Check the output directory, build the model, export it to ONNX, simplify, lower its shuffles.
+
+    The output directory is checked first so a bad ``--output`` fails before any expensive work.
+    """
+    from edgekit.models import resolve
+
+    clock = StepClock()
+    out_dir = ensure_writable_dir(output_dir)
+    say(f"building {model}")
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    clock.lap("build")
+    say(f"exporting {handle.name} to ONNX opset {opset}")
+    onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
+    clock.lap("torch_onnx_export")
+    say("simplifying with onnxsim")
+    onnx_model = simplify(onnx_model)
+    clock.lap("simplify")
+    say(f"lowering channel shuffles ({shuffle_lowering})")
+    onnx_model, pass_results, matches = _apply_passes(onnx_model, shuffle_lowering)
+    clock.lap("passes")
+    return PreparedExport(handle, out_dir, clock, onnx_model, pass_results, matches)
 
 
 def shuffle_records(matches, lowering: str) -> list[ShuffleRecord]:

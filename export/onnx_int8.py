@@ -16,11 +16,10 @@ import numpy as np
 from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
 from edgekit.export.cpu_features import CpuTarget, cpu_target
-from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, shuffle_records, simplify, torch_to_onnx
-from edgekit.export.publish import StepClock, provenance, publish
+from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
+from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
 from edgekit.export.versions import tool_versions
-from edgekit.fileio import ensure_writable_dir
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Measured by benchmarks/onnx_int8_quality.py (see its docstring): percentile is best or tied.
@@ -156,8 +155,7 @@ def export_onnx_int8(
     check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
     ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
     """
-    from edgekit.export.passes import SHUFFLE_LOWERINGS, apply_shuffle_passes
-    from edgekit.models import resolve
+    from edgekit.export.passes import SHUFFLE_LOWERINGS
 
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
@@ -165,15 +163,10 @@ def export_onnx_int8(
         raise ExportError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(CALIB_METHODS)}")
     target: CpuTarget = cpu_target(target_cpu)
     say = progress or (lambda _msg: None)
-    clock = StepClock()
-    out_dir = ensure_writable_dir(output_dir)
-    say(f"building {model}")
-    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
-    clock.lap("build")
-    say(f"exporting {handle.name} to ONNX opset {opset}")
-    onnx_model = simplify(torch_to_onnx(handle.module, handle.input_shape, opset))
-    onnx_model, pass_results, matches = apply_shuffle_passes(onnx_model, shuffle_lowering)
-    clock.lap("torch_onnx_export")
+    prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
+                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say)
+    handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
+    onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     images, calibration = calibration_inputs(calib, handle)
     weight_bits = 7 if target.reduce_range else 8
     say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "

@@ -15,11 +15,10 @@ import numpy as np
 
 from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
-from edgekit.export.onnx_export import DEFAULT_OPSET, shuffle_records, simplify, torch_to_onnx
-from edgekit.export.publish import StepClock, provenance, publish
+from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
+from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
 from edgekit.export.versions import tool_versions
-from edgekit.fileio import ensure_writable_dir
 
 #: The lowerings ``--shuffle`` accepts for TFLite (benchmarks/tflite_latency.py measures them). "auto" folds
 #: where folding pays and uses the roundtrip form elsewhere.
@@ -62,11 +61,9 @@ def export_tflite(
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
-    from edgekit.export.passes import apply_shuffle_passes
     from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
     from edgekit.export.tflite.inspect import xnnpack_partitions
     from edgekit.export.tflite.writer import write_tflite
-    from edgekit.models import resolve
 
     if shuffle_lowering not in TFLITE_SHUFFLE_LOWERINGS:
         raise ExportError(
@@ -75,15 +72,11 @@ def export_tflite(
     if io not in ("int8", "float"):
         raise ExportError(f"unknown --io {io!r}; choose int8 or float")
     say = progress or (lambda _msg: None)
-    clock = StepClock()
-    out_dir = ensure_writable_dir(output_dir)
-    say(f"building {model}")
-    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
-    clock.lap("build")
-    say(f"exporting {handle.name} through ONNX opset {DEFAULT_OPSET}")
-    onnx_model = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
-    onnx_model, _, matches = apply_shuffle_passes(onnx_model, "reshape")
-    clock.lap("torch_onnx_export")
+    # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
+    prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
+                              output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say)
+    handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
+    onnx_model, matches = prepared.onnx_model, prepared.matches
     say("lowering to native NHWC TFLite ops")
     graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
     used, notes = lower_channel_shuffles(graph, shuffle_lowering)
