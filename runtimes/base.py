@@ -172,6 +172,24 @@ def batches(x: np.ndarray, model_batch: int | None) -> list[np.ndarray]:
     )
 
 
+def collect_outputs(results: list[list[np.ndarray]], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    """Join per-batch engine outputs into what callers get: one float32 NCHW array per output.
+
+    ``results`` holds one list of raw outputs per batch; quantized outputs are dequantized with their
+    spec's scale and zero point, and NHWC outputs transposed to NCHW.
+    """
+    outputs = []
+    for i, spec in enumerate(specs):
+        y = np.concatenate([r[i] for r in results]) if len(results) > 1 else results[0][i]
+        if spec.scale is not None:
+            y = (y.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+        y = np.asarray(y, dtype=np.float32)
+        if spec.layout == "NHWC":
+            y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        outputs.append(y)
+    return outputs
+
+
 def check_threads(threads: int) -> int:
     """Return ``threads`` if it is a positive int, else raise ``EdgekitError``."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

@@ -16,6 +16,7 @@ from .base import (
     batches,
     check_model_file,
     check_threads,
+    collect_outputs,
     guess_layout,
     one_line,
     to_model_layout,
@@ -128,16 +129,7 @@ class LiteRTRuntime(Runtime):
         spec = self.inputs[0]
         x = _quantize(to_model_layout(x, spec), spec)
         results = [self._invoke(chunk) for chunk in batches(x, spec.shape[0])]
-        outputs = []
-        for i, out_spec in enumerate(self.outputs):
-            y = np.concatenate([r[i] for r in results]) if len(results) > 1 else results[0][i]
-            if out_spec.scale is not None:
-                y = (y.astype(np.float32) - out_spec.zero_point) * np.float32(out_spec.scale)
-            y = np.asarray(y, dtype=np.float32)
-            if out_spec.layout == "NHWC":
-                y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-            outputs.append(y)
-        return outputs
+        return collect_outputs(results, self.outputs)
 
     def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
         if x.shape != self._resized_to:

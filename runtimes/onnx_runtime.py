@@ -16,6 +16,7 @@ from .base import (
     batches,
     check_model_file,
     check_threads,
+    collect_outputs,
     guess_layout,
     one_line,
     to_model_layout,
@@ -156,16 +157,7 @@ class OnnxRuntime(Runtime):
         elif spec.dtype != "float32":
             x = x.astype(spec.dtype)
         results = [self._session.run(None, {spec.name: chunk}) for chunk in batches(x, spec.shape[0])]
-        outputs = []
-        for i, out_spec in enumerate(self.outputs):
-            y = np.concatenate([r[i] for r in results]) if len(results) > 1 else results[0][i]
-            if out_spec.scale is not None:
-                y = (y.astype(np.float32) - out_spec.zero_point) * np.float32(out_spec.scale)
-            y = np.asarray(y, dtype=np.float32)
-            if out_spec.layout == "NHWC":
-                y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-            outputs.append(y)
-        return outputs
+        return collect_outputs(results, self.outputs)
 
     def _close(self) -> None:
         del self._session
