@@ -17,6 +17,7 @@ from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
 from edgekit.export.cpu_features import CpuTarget, cpu_target
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
+from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
 from edgekit.export.versions import tool_versions
@@ -98,7 +99,8 @@ def quantize_onnx_model(
 ):
     """Quantize an fp32 ``onnx.ModelProto`` to QDQ int8 (per-channel symmetric int8 weights, int8
     activations, ``activation_type`` "uint8" or "int8") calibrated on ``images_nchw``; returns the quantized
-    ``onnx.ModelProto``.
+    ``onnx.ModelProto``. A graph folded by ``fold_input_normalization`` keeps its Pad/Mul/Add prologue in
+    float and its pixels quantized on the pixel grid (range [0, 1]).
 
     Raises ``ExportError`` for an unknown ``method`` or ``activation_type``, or a failure inside ONNX
     Runtime's quantizer.
@@ -114,6 +116,10 @@ def quantize_onnx_model(
     if activation_type not in activation_types:
         raise ExportError(f"unknown activation type {activation_type!r}; choose uint8 or int8")
     extra = {"CalibPercentile": CALIB_PERCENTILE} if method == "percentile" else {}
+    prologue = [n.name for n in onnx_model.graph.node if n.name.startswith(PIXELS + "_")]
+    if prologue:
+        extra["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
+                                                   "rmax": np.float32(PIXEL_RANGE[1])}]}
     input_name = onnx_model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
         src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
@@ -123,11 +129,75 @@ def quantize_onnx_model(
                 src, dst, ArrayCalibrationReader(input_name, images_nchw), quant_format=QuantFormat.QDQ,
                 per_channel=True, reduce_range=reduce_range, activation_type=activation_types[activation_type],
                 weight_type=QuantType.QInt8, calibrate_method=methods[method], extra_options=extra,
+                nodes_to_exclude=prologue,
             )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"ONNX Runtime quantize_static failed: {type(exc).__name__}: {first}") from None
         return onnx.load(dst)
+
+
+def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range: bool = False):
+    """A copy of the fp32 ``onnx_model`` whose Conv biases absorb the mean output shift that rounding their
+    weights will cause (``edgekit.export.weight_rounding``); returns ``(model, corrected conv count)``.
+
+    The rounding replicates ONNX Runtime's per-channel symmetric int8 weights (``max|w| / 127``, or
+    ``/ 64`` with ``reduce_range``); ``E[x]`` per input channel comes from running ``images_nchw``.
+    """
+    import copy
+
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekit.export.weight_rounding import symmetric_per_channel_rounding, weight_rounding_shift
+
+    model = copy.deepcopy(onnx_model)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits and len(n.input) > 2
+             and n.input[2] in inits and readers[n.input[1]] == 1 and readers[n.input[2]] == 1]
+    means = _channel_means(model, sorted({n.input[0] for n in convs}), images_nchw)
+    qmax = 64 if reduce_range else 127
+    for node in convs:
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        error = symmetric_per_channel_rounding(w, 0, qmax) - w
+        depthwise = w.shape[1] == 1 and len(means[node.input[0]]) == w.shape[0] > 1
+        kind, layout = ("DEPTHWISE_CONV_2D", (1, 2, 3, 0)) if depthwise else ("CONV_2D", (0, 2, 3, 1))
+        shift = weight_rounding_shift(kind, error.transpose(layout), means[node.input[0]])
+        bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) - shift
+        inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), node.input[2]))
+    onnx.checker.check_model(model)
+    return model, len(convs)
+
+
+def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
+    import copy
+
+    import onnx
+    import onnxruntime as ort
+
+    probe = copy.deepcopy(model)
+    present = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in present:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = probe.graph.input[0].name
+    sums = {name: 0.0 for name in names}
+    for image in images_nchw:
+        values = session.run(names, {input_name: np.ascontiguousarray(image[None], dtype=np.float32)})
+        for name, value in zip(names, values, strict=True):
+            axes = (0,) + tuple(range(2, value.ndim))
+            sums[name] = sums[name] + value.mean(axis=axes, dtype=np.float64)
+    return {name: total / len(images_nchw) for name, total in sums.items()}
 
 
 def export_onnx_int8(
@@ -136,6 +206,9 @@ def export_onnx_int8(
     calib: str | int | None = None,
     calib_method: str = DEFAULT_CALIB_METHOD,
     target_cpu: str | None = None,
+    equalize: bool = True,
+    bias_correction: bool = True,
+    fold_normalization: bool = True,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -151,7 +224,11 @@ def export_onnx_int8(
 
     ``calib``: see ``calibration_inputs``. ``calib_method``: ``minmax``, ``percentile`` (99.999th) or
     ``entropy``. ``target_cpu``: the CPU the model will run on (``cpu_features.TARGET_CPUS``; default this
-    machine); without int8 dot products, weights are quantized to 7 bits (``reduce_range``). The parity
+    machine); without int8 dot products, weights are quantized to 7 bits (``reduce_range``).
+    ``equalize``: cross-layer equalization of pointwise/depthwise pairs (``equalize_cross_layer``).
+    ``fold_normalization`` folds the input normalisation into the first Conv (``fold_input_normalization``:
+    the input stays the normalised image, its quantization becomes lossless); ``bias_correction`` takes
+    the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The parity
     check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
     ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
     """
@@ -171,6 +248,23 @@ def export_onnx_int8(
     weight_bits = 7 if target.reduce_range else 8
     say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "
         f"{target.name}: {target.evidence})")
+    improvements = []
+    if equalize:
+        from edgekit.export.cross_layer_equalization import equalize_cross_layer
+
+        onnx_model, eq = equalize_cross_layer(onnx_model, images)
+        improvements.append(f"cross-layer equalization: {eq.pairs_pointwise_depthwise} pointwise->depthwise and "
+                            f"{eq.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
+    if fold_normalization:
+        folded = fold_input_normalization(onnx_model, handle.mean, handle.std)
+        if folded.changed:
+            onnx_model = folded.model
+            improvements.append("input normalisation folded into the first Conv (pixels quantized losslessly)")
+        else:
+            improvements.append(f"input normalisation not folded ({folded.details[0]})")
+    if bias_correction:
+        onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
+        improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
     clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
@@ -187,6 +281,7 @@ def export_onnx_int8(
             "int16 intermediate sums with 8-bit weights" if target.reduce_range
             else "8-bit weights (int8 dot products accumulate in int32)"),
         f"activations {DEFAULT_ACTIVATION_TYPE} (asymmetric, per tensor); weights int8 per channel (symmetric)",
+        *improvements,
     ]
     if calib_method == "entropy":
         notes.append("ONNX Runtime 1.32's entropy calibration gave the same ranges as minmax in our measurements "

@@ -18,6 +18,7 @@ from edgekit.errors import DataError, ExportError
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
+from edgekit.export.tflite.pixel_input import IN_MODEL
 from edgekit.export.versions import tool_versions
 
 #: The lowerings ``--shuffle`` accepts for TFLite (benchmarks/tflite_latency.py measures them). "auto" folds
@@ -42,6 +43,10 @@ def export_tflite(
     int8: bool = False,
     io: str = "int8",
     calib: str | Path | int | None = None,
+    calib_method: str = "percentile",
+    equalize: bool = True,
+    bias_correction: bool = True,
+    fold_normalization: bool = True,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -58,6 +63,13 @@ def export_tflite(
     ``calib``: an image folder, a number of bundled natural images, or None for
     DEFAULT_CALIBRATION_IMAGES bundled images (never the same crops the parity check uses). ``io`` is the
     type of the model's input and output for int8 models ("int8": an app feeds camera bytes; "float").
+    ``calib_method``: ``minmax``, ``percentile`` (99.99th, the default: best measured) or ``mse``.
+    ``equalize``: cross-layer equalization of the pointwise/depthwise pairs on the calibration images
+    (``equalize_cross_layer``) before quantizing. ``bias_correction`` takes the mean output shift of
+    weight rounding out of every bias.
+    ``fold_normalization`` (int8 input only): the model takes pixels (``q = pixel - 128``) and normalises
+    inside its first convolutions, so the int8 input loses nothing (``pixel_input``); the report and the
+    file's metadata say ``input_normalization: in-model``.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
@@ -71,32 +83,51 @@ def export_tflite(
         )
     if io not in ("int8", "float"):
         raise ExportError(f"unknown --io {io!r}; choose int8 or float")
+    from edgekit.export.tflite.calibrate import CALIBRATION_METHODS
+
+    if calib_method not in CALIBRATION_METHODS:
+        raise ExportError(f"unknown --calib-method {calib_method!r} for TFLite; choose one of "
+                          f"{', '.join(CALIBRATION_METHODS)}")
     say = progress or (lambda _msg: None)
     # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, matches = prepared.onnx_model, prepared.matches
-    say("lowering to native NHWC TFLite ops")
-    graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
-    used, notes = lower_channel_shuffles(graph, shuffle_lowering)
-    clock.lap("lower")
-    precision = "int8" if int8 else "fp32"
+    notes: list[str] = []
     calibration = None
     if int8:
         images, calibration = calibration_images(calib, handle)
-        say(f"calibrating int8 ranges on {calibration}")
+        if equalize:
+            onnx_model = _equalize(onnx_model, images, notes, say)
+    say("lowering to native NHWC TFLite ops")
+    graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
+    used, lowering_notes = lower_channel_shuffles(graph, shuffle_lowering)
+    notes = lowering_notes + notes
+    clock.lap("lower")
+    precision = "int8" if int8 else "fp32"
+    normalization = "caller"
+    if int8:
+        if fold_normalization and io == "int8":
+            normalization, images = _fold_normalization(graph, handle, images, notes)
+        say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
         from edgekit.export.tflite.calibrate import calibrate_ranges
+        from edgekit.export.tflite.pixel_input import PIXEL_RANGE
         from edgekit.export.tflite.quantize import quantize_graph
 
-        ranges = calibrate_ranges(graph, images)
-        graph = quantize_graph(graph, ranges, io=io)
+        means: dict[str, np.ndarray] = {}
+        ranges = calibrate_ranges(graph, images, method=calib_method, channel_means=means)
+        if normalization == IN_MODEL:
+            ranges[graph.inputs[0]] = PIXEL_RANGE
+        graph = quantize_graph(graph, ranges, io=io, input_means=means if bias_correction else None)
+        notes.append(f"calibration: {calib_method} on {calibration}; bias correction "
+                     + ("on (weight-rounding shift taken out of every bias)" if bias_correction else "off"))
         clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
                         precision=precision)
     in_q, out_q = _io_quantization(graph) if int8 else (None, None)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
-                  "input_quantization": in_q, "output_quantization": out_q}
+                  "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q}
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
     partitions = xnnpack_partitions(content)
     clock.lap("write")
@@ -130,6 +161,31 @@ def export_tflite(
 
     return publish(content, out_dir / f"{stem}.tflite", handle, make_result, clock=clock, check=check, data=data,
                    samples=samples, say=say)
+
+
+def _equalize(onnx_model, images_nhwc: np.ndarray, notes: list[str], say):
+    from edgekit.export.cross_layer_equalization import equalize_cross_layer
+
+    say("equalizing pointwise/depthwise channel ranges across layers")
+    model, result = equalize_cross_layer(onnx_model, np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
+    notes.append(f"cross-layer equalization: {result.pairs_pointwise_depthwise} pointwise->depthwise and "
+                 f"{result.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
+    return model
+
+
+def _fold_normalization(graph, handle, images: np.ndarray, notes: list[str]) -> tuple[str, np.ndarray]:
+    """Fold the input normalisation into ``graph`` where it applies; the mode and the calibration images
+    in the input's new units (pixels in [0, 1] when folded)."""
+    from edgekit.export.tflite.pixel_input import PixelInputNotApplicable, take_pixel_input, to_pixels
+
+    try:
+        fold = take_pixel_input(graph, handle.mean, handle.std)
+    except PixelInputNotApplicable as exc:
+        notes.append(f"input normalisation not folded ({exc}): the int8 input is the normalised image")
+        return "caller", images
+    notes.append(f"input: pixels (int8 = pixel - 128); normalisation folded into {len(fold.convolutions)} "
+                 "convolution(s), so quantizing the input loses nothing")
+    return IN_MODEL, to_pixels(images, handle.mean, handle.std, channel_axis=3)
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:

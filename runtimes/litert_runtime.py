@@ -94,6 +94,7 @@ class LiteRTRuntime(Runtime):
             for d in self._interpreter.get_output_details()
         ]
         self._resized_to: tuple[int, ...] = tuple(int(d) for d in input_details[0]["shape"])
+        self.pixel_input = _pixel_input_normalization(self.path)
 
     def _spec(self, detail: dict, layout: str | None) -> TensorSpec:
         shape = _signature(detail)
@@ -127,6 +128,10 @@ class LiteRTRuntime(Runtime):
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         spec = self.inputs[0]
+        if self.pixel_input is not None and x.ndim == 4:
+            # The model normalises inside (edgekit's folded input): hand it the pixels the caller normalised.
+            mean, std = self.pixel_input
+            x = (x * std.reshape(1, -1, 1, 1) + mean.reshape(1, -1, 1, 1)).astype(np.float32)
         x = _quantize(to_model_layout(x, spec), spec)
         results = [self._invoke(chunk) for chunk in batches(x, spec.shape[0])]
         return collect_outputs(results, self.outputs)
@@ -143,6 +148,23 @@ class LiteRTRuntime(Runtime):
 
     def _close(self) -> None:
         del self._interpreter
+
+
+def _pixel_input_normalization(path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` when edgekit folded the input normalisation into the model (it then takes pixels
+    in [0, 1]); None for every other file."""
+    from edgekit.export.metadata import read_metadata
+
+    try:
+        fields = read_metadata(path)
+    except EdgekitError:
+        return None
+    if fields.get("input_normalization") != "in-model":
+        return None
+    import json
+
+    mean, std = (np.asarray(json.loads(fields[key]), dtype=np.float32) for key in ("mean", "std"))
+    return mean, std
 
 
 def _signature(detail: dict) -> tuple[int | None, ...]:

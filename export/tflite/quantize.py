@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.export.tflite.ir import Graph, Op, Quant
+from edgekit.export.weight_rounding import weight_rounding_shift
 
 QMIN, QMAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -145,13 +146,24 @@ def _shared_inputs(op: Op) -> list[str]:
     return [op.inputs[i] for i in indices if i < len(op.inputs) and op.inputs[i]]
 
 
-def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], *, io: str = "int8") -> Graph:
+def quantize_graph(
+    graph: Graph,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    io: str = "int8",
+    input_means: dict[str, np.ndarray] | None = None,
+) -> Graph:
     """A full-integer int8 copy of the fp32 ``graph``; ``graph`` itself is left untouched.
 
     ``ranges`` maps every non-constant float tensor to its calibrated ``(min, max)``. ``io="int8"`` makes
     the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="float"``
     keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Int32
     constants (shapes, axes, permutations, paddings) are kept as they are.
+
+    ``input_means`` (per-channel means of activations, from ``calibrate_ranges(channel_means=...)``)
+    turns on bias correction: rounding the weights ``W`` to ``Wq`` shifts every output of a layer by
+    ``(Wq - W) . E[x]`` on average, and that shift is taken out of the bias (Nagel et al. 2019, "Data-Free
+    Quantization", section 4.2, with the expectation measured instead of derived from BatchNorm).
 
     Raises ``ExportError`` for an op with no int8 lowering, a float tensor without a calibrated range, or a
     bad ``io``.
@@ -192,7 +204,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], *, io: 
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
         elif op.kind in _WEIGHT_AXIS:
-            _quantize_weights(g, op, graph)
+            _quantize_weights(g, op, graph, (input_means or {}).get(op.inputs[0]))
     _drop_unused_tensors(g)
 
     if io == "float":
@@ -231,8 +243,12 @@ def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
     return activation_quant(lo, hi)
 
 
-def _quantize_weights(graph: Graph, op: Op, original: Graph) -> None:
-    """Per-channel int8 weights and an int32 bias for ``op``; float values are read from ``original``."""
+def _quantize_weights(graph: Graph, op: Op, original: Graph, input_mean: np.ndarray | None = None) -> None:
+    """Per-channel int8 weights and an int32 bias for ``op``; float values are read from ``original``.
+
+    With ``input_mean`` (the per-channel mean of the op's input) the bias absorbs the mean output shift
+    that rounding the weights causes (``weight_rounding_shift``).
+    """
     x, w, b = (op.inputs + [""])[:3]
     if original.tensors[w].data is None:
         raise ExportError(f"{op.kind} (node {op.name or op.outputs[0]}) has non-constant weights; int8 export "
@@ -240,9 +256,19 @@ def _quantize_weights(graph: Graph, op: Op, original: Graph) -> None:
     q, wq = quantize_per_channel(original.tensors[w].data, _WEIGHT_AXIS[op.kind])
     op.inputs[1] = _constant(graph, w, q, wq)
     bias = original.tensors[b].data if b else np.zeros(len(wq.scale), np.float32)
+    if input_mean is not None:
+        weights = original.tensors[w].data
+        rounded = q.astype(np.float64) * wq.scale.astype(np.float64).reshape(_axis_shape(weights.ndim, wq.axis))
+        bias = np.asarray(bias, np.float64) - weight_rounding_shift(op.kind, rounded - weights, input_mean)
     qb, bq = quantize_bias(bias, float(graph.tensors[x].quant.scale[0]), wq.scale)
     bias_name = _constant(graph, b or op.outputs[0] + "_bias", qb, bq)
     op.inputs = [x, op.inputs[1], bias_name]
+
+
+def _axis_shape(ndim: int, axis: int) -> list[int]:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return shape
 
 
 def _constant(graph: Graph, name: str, value: np.ndarray, quant: Quant) -> str:
