@@ -90,8 +90,16 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
 @click.option("--int8", is_flag=True, help="int8: TFLite full-integer, or ONNX QDQ (per-channel weights, int8 "
               "activations).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default=None,
-              help="ONNX int8 calibration (default percentile, the best measured).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default=None,
+              help="int8 calibration: ONNX minmax|percentile|entropy, TFLite minmax|percentile|mse "
+                   "(default percentile for both, the best measured).")
+@click.option("--no-equalize", is_flag=True, help="int8: skip cross-layer equalization of pointwise/depthwise "
+              "channel ranges.")
+@click.option("--no-bias-correction", is_flag=True, help="int8: keep the biases as they are (no correction of "
+              "the mean shift weight rounding causes).")
+@click.option("--normalized-input", is_flag=True, help="int8: keep the normalised image as the quantized input "
+              "(default: normalisation folded into the first conv, so pixels are quantized losslessly and a "
+              "TFLite int8 model takes pixel - 128).")
 @click.option("--target-cpu", default=None, metavar="host|vnni|avx2|arm64|arm64-dotprod|...",
               help="ONNX int8: the CPU the model will run on (default this one); picks 7-bit weights where "
                    "its int8 kernels lack dot-product instructions.")
@@ -113,8 +121,9 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @samples_option
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
-def export_command(model, fmt, int8, calib_method, target_cpu, calib, io, weights, pretrained, input_shape,
-                   output_dir, shuffle_lowering, opset, no_check, data, samples, as_json) -> None:
+def export_command(model, fmt, int8, calib_method, no_equalize, no_bias_correction, normalized_input, target_cpu,
+                   calib, io, weights, pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check, data,
+                   samples, as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
     from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
@@ -122,20 +131,26 @@ def export_command(model, fmt, int8, calib_method, target_cpu, calib, io, weight
 
     common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
                   check=not no_check, data=data, samples=samples, progress=_progress)
-    if (calib_method or target_cpu) and not (fmt == "onnx" and int8):
-        raise click.UsageError("--calib-method and --target-cpu apply to --format onnx --int8")
+    if target_cpu and not (fmt == "onnx" and int8):
+        raise click.UsageError("--target-cpu applies to --format onnx --int8")
+    if (calib_method or no_equalize or no_bias_correction or normalized_input) and not int8:
+        raise click.UsageError("--calib-method, --no-equalize, --no-bias-correction and --normalized-input apply to "
+                               "--int8 exports")
+    quant = dict(equalize=not no_equalize, bias_correction=not no_bias_correction,
+                 fold_normalization=not normalized_input)
     if fmt == "tflite":
         if opset is not None:
             raise click.UsageError("--opset applies to --format onnx only")
         result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
-                               shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **common)
+                               calib_method=calib_method or "percentile",
+                               shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **quant, **common)
     elif int8:
         from edgekit.export.onnx_int8 import DEFAULT_CALIB_METHOD, INT8_SHUFFLE_LOWERING, export_onnx_int8
 
         result = export_onnx_int8(model or "shufflenet_v2_x1_0", calib=calib,
                                   calib_method=calib_method or DEFAULT_CALIB_METHOD, target_cpu=target_cpu,
                                   shuffle_lowering=shuffle_lowering or INT8_SHUFFLE_LOWERING,
-                                  opset=opset or DEFAULT_OPSET, **common)
+                                  opset=opset or DEFAULT_OPSET, **quant, **common)
     else:
         if calib is not None:
             raise click.UsageError("--calib applies to --int8 exports")
@@ -155,23 +170,25 @@ def export_command(model, fmt, int8, calib_method, target_cpu, calib, io, weight
 @samples_option
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--per-layer", is_flag=True,
-              help="int8 ONNX: SQNR/cosine of every quantized tensor against the fp32 model, in graph order.")
+              help="int8 ONNX/TFLite: SQNR/cosine of every quantized tensor against the fp32 model, in graph order.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="With --per-layer: also write the report with a plot of SQNR per layer to this file.")
+@click.option("--calib", default=None, metavar="DIR",
+              help="With --per-layer: the calibration folder an equalized file was exported with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 @_one_line_errors
 def check_command(exported, model, weights, pretrained, input_shape, data, samples, threads, per_layer, html_path,
-                  as_json) -> None:
+                  calib, as_json) -> None:
     """Prove an exported .onnx/.tflite computes what the PyTorch model computes (exit 1 if not)."""
-    if html_path and not per_layer:
-        raise click.UsageError("--html applies to --per-layer")
+    if (html_path or calib) and not per_layer:
+        raise click.UsageError("--html and --calib apply to --per-layer")
     if per_layer:
         from edgekit.per_layer import per_layer_errors
         from edgekit.report import per_layer_html, render_per_layer, to_json
 
         layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
                                   input_shape=input_shape, data=data, samples=samples, threads=threads,
-                                  progress=_progress)
+                                  calib=calib, progress=_progress)
         if html_path:
             from pathlib import Path
 

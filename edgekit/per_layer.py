@@ -125,12 +125,15 @@ def per_layer_errors(
     data: str | os.PathLike[str] | None = None,
     samples: int = 8,
     threads: int = 1,
+    calib: str | None = None,
     progress: Progress | None = None,
 ) -> PerLayerReport:
     """Compare every quantized activation of int8 ONNX ``exported`` with the fp32 reference, layer by layer.
 
     The reference is the model named in the file's edgekit metadata (or ``model``), rebuilt and exported
-    to fp32 ONNX with the file's shuffle lowering. ``data``/``samples`` as for ``check_parity``. Returns a
+    to fp32 ONNX with the file's shuffle lowering, and equalized and input-folded as the file was
+    (``calib``: the calibration folder an equalized file was made with; other calibration sets are
+    recorded in the file). ``data``/``samples`` as for ``check_parity``. Returns a
     ``PerLayerReport`` with flagged error jumps and suggested remedies. Raises ``ModelFileError`` for a
     file that is not int8 ONNX, ``DataError`` when no float reference is known or the graphs' tensor names
     do not match, and the errors of ``edgekit.models.resolve``.
@@ -145,6 +148,11 @@ def per_layer_errors(
     path = Path(exported)
     say = progress or (lambda _msg: None)
     meta = read_metadata(path)
+    if meta.get("equalized") == "true" and meta.get("equalization_calib") == "folder":
+        if calib is None:
+            raise DataError(f"{path.name} was equalized on a calibration folder, so its float reference must be too: "
+                            "pass --calib DIR with the folder it was exported with")
+        meta = {**meta, "equalization_calib": str(calib)}
     if path.suffix.lower() == ".tflite":
         return _tflite_per_layer(path, meta, model=model, weights=weights, pretrained=pretrained,
                                  input_shape=input_shape, data=data, samples=samples, say=say)
@@ -159,6 +167,18 @@ def per_layer_errors(
     say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
     fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
     fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
+    from edgekit.export.passes.fold_input_normalization import PIXELS, fold_input_normalization
+
+    calib = _equalization_calib(meta, default=None)
+    if calib is not None:
+        from edgekit.export.cross_layer_equalization import equalize_cross_layer
+        from edgekit.export.onnx_int8 import calibration_inputs
+
+        say("equalizing the fp32 reference as the int8 file was")
+        fp32, _ = equalize_cross_layer(fp32, calibration_inputs(calib, handle)[0])
+    if any(n.name.startswith(PIXELS + "_") for n in int8_model.graph.node):
+        # The int8 file reads pixels through a folded first Conv: so does its reference (exact in float).
+        fp32 = fold_input_normalization(fp32, handle.mean, handle.std).model
     fp32_names = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
     # The quantizer renames a graph output it quantizes (logits -> logits_QuantizeLinear_Input).
     suffix = "_QuantizeLinear_Input"
@@ -180,7 +200,8 @@ def per_layer_errors(
         x = inputs.array[start : start + step]
         acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: x}))
     producer = {out: node for node in int8_model.graph.node for out in node.output}
-    layers = acc.layers([(x, _op_label(producer.get(x)), node, inputs_) for x, _dq, node, inputs_ in matched])
+    layers = acc.layers([(x, "input" if x == PIXELS else _op_label(producer.get(x)), node, inputs_)
+                         for x, _dq, node, inputs_ in matched])
     report = PerLayerReport(
         file=str(path), reference=f"pytorch:{handle.name} exported to fp32 ONNX", samples=acc.samples * step,
         data=inputs.description, mode="int8 QDQ graph simulated in float (ONNX Runtime, optimizations off)",
@@ -188,6 +209,15 @@ def per_layer_errors(
     )
     report.suggestions = suggest_remedies(layers, meta)
     return report
+
+
+def _equalization_calib(meta: dict[str, str], default):
+    """The calibration spec an equalized file was equalized on (``default`` for the exporter's default),
+    or None when the file is not equalized."""
+    if meta.get("equalized") != "true" or meta.get("equalization_calib") is None:
+        return None
+    text = meta["equalization_calib"]
+    return default if text == "default" else text
 
 
 def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, input_shape):
@@ -245,6 +275,7 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgekit.data import load_inputs
+    from edgekit.export.tflite.pixel_input import to_pixels
     from edgekit.export.tflite_export import export_tflite
 
     def interpreter(file: str):
@@ -266,10 +297,13 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
         raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "
                              "float model")
     handle = _reference(path, meta, model, weights, pretrained, input_shape)
+    pixels = meta.get("input_normalization") == "in-model"  # the int8 file reads pixels: its reference too
     say(f"exporting the fp32 TFLite reference {handle.name} to compare {len(quantized)} int8 tensors")
     with tempfile.TemporaryDirectory(prefix="edgekit-per-layer-") as tmp:
+        calib = _equalization_calib(meta, default=100)
         fp32 = export_tflite(str(model or meta.get("model")), weights=weights, pretrained=pretrained,
-                             input_shape=handle.input_shape, output_dir=tmp, check=False,
+                             input_shape=handle.input_shape, output_dir=tmp, check=False, calib=calib,
+                             equalize=calib is not None, fold_normalization=pixels,
                              shuffle_lowering=meta.get("shuffle_lowering") or "auto")
         ref = interpreter(fp32.path)
     ref_index = {d["name"]: d["index"] for d in ref.get_tensor_details()}
@@ -295,6 +329,8 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     scale, zero = q_in["quantization"]
     for image in inputs.array:
         x = np.ascontiguousarray(image.transpose(1, 2, 0)[None], dtype=np.float32)
+        if pixels:
+            x = to_pixels(x, handle.mean, handle.std, channel_axis=3)
         ref.set_tensor(r_in["index"], x)
         ref.invoke()
         if q_in["dtype"] == np.int8:

@@ -20,6 +20,7 @@ from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, pr
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
+from edgekit.export.tflite_export import equalization_fields
 from edgekit.export.versions import tool_versions
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
@@ -269,6 +270,7 @@ def export_onnx_int8(
     clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
                         precision="int8")
+    fields.update(equalization_fields(equalize, calib))
     fields.update(calib_method=calib_method, reduce_range=str(target.reduce_range).lower(),
                   target_cpu=target.name)
     content = finalize(quantized, fields)

@@ -46,7 +46,7 @@ def export_tflite(
     calib_method: str = "percentile",
     equalize: bool = True,
     bias_correction: bool = True,
-    fold_normalization: bool = True,
+    fold_normalization: bool | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -67,9 +67,9 @@ def export_tflite(
     ``equalize``: cross-layer equalization of the pointwise/depthwise pairs on the calibration images
     (``equalize_cross_layer``) before quantizing. ``bias_correction`` takes the mean output shift of
     weight rounding out of every bias.
-    ``fold_normalization`` (int8 input only): the model takes pixels (``q = pixel - 128``) and normalises
-    inside its first convolutions, so the int8 input loses nothing (``pixel_input``); the report and the
-    file's metadata say ``input_normalization: in-model``.
+    ``fold_normalization`` (default: for int8 files with int8 input): the model takes pixels
+    (``q = pixel - 128``) and normalises inside its first convolutions, so the int8 input loses nothing
+    (``pixel_input``); the report and the file's metadata say ``input_normalization: in-model``.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
@@ -96,9 +96,12 @@ def export_tflite(
     onnx_model, matches = prepared.onnx_model, prepared.matches
     notes: list[str] = []
     calibration = None
-    if int8:
+    # fp32 files are equalized only when given calibration images: the reference ``--per-layer`` compares an
+    # equalized int8 file with (equalization is exact in float, but rescales the tensors between the pairs).
+    equalized = equalize and (int8 or calib is not None)
+    if int8 or equalized:
         images, calibration = calibration_images(calib, handle)
-        if equalize:
+        if equalized:
             onnx_model = _equalize(onnx_model, images, notes, say)
     say("lowering to native NHWC TFLite ops")
     graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
@@ -107,9 +110,11 @@ def export_tflite(
     clock.lap("lower")
     precision = "int8" if int8 else "fp32"
     normalization = "caller"
+    if fold_normalization is None:
+        fold_normalization = int8 and io == "int8"
+    if fold_normalization:
+        normalization, images = _fold_normalization(graph, handle, images if int8 else None, notes)
     if int8:
-        if fold_normalization and io == "int8":
-            normalization, images = _fold_normalization(graph, handle, images, notes)
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
         from edgekit.export.tflite.calibrate import calibrate_ranges
         from edgekit.export.tflite.pixel_input import PIXEL_RANGE
@@ -125,6 +130,7 @@ def export_tflite(
         clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
                         precision=precision)
+    fields.update(equalization_fields(equalized, calib))
     in_q, out_q = _io_quantization(graph) if int8 else (None, None)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
                   "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q}
@@ -163,6 +169,17 @@ def export_tflite(
                    samples=samples, say=say)
 
 
+def equalization_fields(equalized: bool, calib) -> dict[str, str]:
+    """Metadata that lets ``--per-layer`` rebuild an equalized file's float reference: whether it was
+    equalized and on which calibration set (a count or digits spec; "folder" for a directory, whose path
+    is not stored, so the reference cannot be equalized the same way)."""
+    if not equalized:
+        return {"equalized": "false"}
+    text = "default" if calib is None else str(calib)
+    reproducible = text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
+    return {"equalized": "true", "equalization_calib": text if reproducible else "folder"}
+
+
 def _equalize(onnx_model, images_nhwc: np.ndarray, notes: list[str], say):
     from edgekit.export.cross_layer_equalization import equalize_cross_layer
 
@@ -173,7 +190,7 @@ def _equalize(onnx_model, images_nhwc: np.ndarray, notes: list[str], say):
     return model
 
 
-def _fold_normalization(graph, handle, images: np.ndarray, notes: list[str]) -> tuple[str, np.ndarray]:
+def _fold_normalization(graph, handle, images: np.ndarray | None, notes: list[str]):
     """Fold the input normalisation into ``graph`` where it applies; the mode and the calibration images
     in the input's new units (pixels in [0, 1] when folded)."""
     from edgekit.export.tflite.pixel_input import PixelInputNotApplicable, take_pixel_input, to_pixels
@@ -185,7 +202,7 @@ def _fold_normalization(graph, handle, images: np.ndarray, notes: list[str]) -> 
         return "caller", images
     notes.append(f"input: pixels (int8 = pixel - 128); normalisation folded into {len(fold.convolutions)} "
                  "convolution(s), so quantizing the input loses nothing")
-    return IN_MODEL, to_pixels(images, handle.mean, handle.std, channel_axis=3)
+    return IN_MODEL, None if images is None else to_pixels(images, handle.mean, handle.std, channel_axis=3)
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:

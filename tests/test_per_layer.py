@@ -67,7 +67,7 @@ def test_not_an_int8_onnx_file(tmp_path):
     with pytest.raises(ModelFileError, match="no quantized activations"):
         per_layer_errors(fp32)
     result = CliRunner().invoke(main, ["check", str(fp32), "--html", str(tmp_path / "x.html")])
-    assert result.exit_code == 2 and "--html applies to --per-layer" in result.output
+    assert result.exit_code == 2 and "--html and --calib apply to --per-layer" in result.output
 
 
 def test_remedies_follow_the_op_and_calibration():

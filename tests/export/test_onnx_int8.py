@@ -78,4 +78,7 @@ def test_calibration_with_fewer_images_than_asked_is_refused():
 
 def test_int8_only_flags_need_onnx_int8():
     result = CliRunner().invoke(main, ["export", "--model", "shufflenet_v2_digits", "--calib-method", "minmax"])
+    assert result.exit_code == 2 and "apply to --int8 exports" in result.output
+    result = CliRunner().invoke(main, ["export", "--model", "shufflenet_v2_digits", "--format", "tflite",
+                                       "--target-cpu", "vnni"])
     assert result.exit_code == 2 and "--format onnx --int8" in result.output

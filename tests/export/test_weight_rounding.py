@@ -1,0 +1,101 @@
+"""Weight-rounding bias correction: the mean output shift of a weight error, checked against PyTorch's
+convolutions on inputs that are constant per channel (where "mean over positions" is exact), and the
+symmetric per-channel rounding the ONNX exporter replicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgekit.export.tflite.quantize import quantize_per_channel
+from edgekit.export.weight_rounding import symmetric_per_channel_rounding, weight_rounding_shift
+
+
+def _constant_input(mean: np.ndarray, size: int = 7) -> torch.Tensor:
+    """NCHW input whose channel c is ``mean[c]`` everywhere."""
+    return torch.from_numpy(np.broadcast_to(mean.reshape(1, -1, 1, 1), (1, len(mean), size, size)).copy())
+
+
+def _mean_over_positions(y: torch.Tensor) -> np.ndarray:
+    return y.mean(dim=(0, 2, 3)).numpy()
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_shift_is_mean_output_of_error_conv(groups):
+    rng = np.random.default_rng(groups)
+    in_c, out_c, k = 6, 8, 3
+    error = rng.normal(0, 1, (out_c, k, k, in_c // groups))  # OHWI, I per group
+    mean = rng.uniform(-1, 2, in_c)
+    y = F.conv2d(_constant_input(mean), torch.from_numpy(error.transpose(0, 3, 1, 2).copy()), groups=groups)
+    np.testing.assert_allclose(weight_rounding_shift("CONV_2D", error, mean), _mean_over_positions(y),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_grouped_conv_uses_each_groups_own_input_mean():
+    # Group 0 reads channels {0, 1}, group 1 reads {2, 3}: an error only in group 1's filters sees only
+    # the means of channels 2 and 3.
+    error = np.zeros((4, 1, 1, 2))
+    error[2:] = 1.0
+    mean = np.array([100.0, 100.0, 1.0, 2.0])
+    np.testing.assert_allclose(weight_rounding_shift("CONV_2D", error, mean), [0, 0, 3, 3])
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_shift_is_mean_output_of_error_conv(multiplier):
+    rng = np.random.default_rng(10 + multiplier)
+    channels, k = 5, 3
+    error = rng.normal(0, 1, (1, k, k, channels * multiplier))  # 1HW(C*multiplier)
+    mean = rng.uniform(-1, 2, channels)
+    # PyTorch depthwise: (C*multiplier, 1, kH, kW), output channel c*multiplier+m reads input c, as TFLite.
+    weight = torch.from_numpy(error[0].transpose(2, 0, 1)[:, None].copy())
+    y = F.conv2d(_constant_input(mean), weight, groups=channels)
+    np.testing.assert_allclose(weight_rounding_shift("DEPTHWISE_CONV_2D", error, mean), _mean_over_positions(y),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_fully_connected_shift_is_mean_output_of_error_layer():
+    rng = np.random.default_rng(3)
+    error = rng.normal(0, 1, (10, 16))  # OI
+    x = rng.uniform(0, 1, (500, 16))  # linearity: the mean output is the layer applied to the mean input
+    y = F.linear(torch.from_numpy(x), torch.from_numpy(error))
+    np.testing.assert_allclose(weight_rounding_shift("FULLY_CONNECTED", error, x.mean(axis=0)),
+                               y.mean(dim=0).numpy(), rtol=1e-10, atol=1e-10)
+
+
+def _weights_with_outliers(rng) -> np.ndarray:
+    w = rng.normal(0, 0.05, (6, 3, 3, 4))
+    w[1] *= 40  # channels of very different magnitude: one scale per channel matters
+    w[2] = 0.0  # an all-zero channel
+    return w
+
+
+@pytest.mark.parametrize("qmax", [127, 64])
+@pytest.mark.parametrize("axis", [0, 3])
+def test_symmetric_rounding_is_on_a_per_channel_grid(qmax, axis):
+    w = np.moveaxis(_weights_with_outliers(np.random.default_rng(qmax + axis)), 0, axis)
+    rounded = symmetric_per_channel_rounding(w, axis, qmax)
+    assert rounded.shape == w.shape
+    for c in range(w.shape[axis]):
+        wc, rc = np.take(w, c, axis=axis), np.take(rounded, c, axis=axis)
+        absmax = np.abs(wc).max()
+        if absmax == 0:
+            assert not rc.any()
+            continue
+        scale = absmax / qmax
+        levels = rc / scale
+        np.testing.assert_allclose(levels, np.round(levels), atol=1e-9)  # integer multiples of the scale
+        assert np.abs(levels).max() <= qmax + 1e-9
+        assert len(np.unique(np.round(levels))) <= 2 * qmax + 1
+        assert np.abs(rc - wc).max() <= scale / 2 + 1e-12
+        assert np.abs(rc).max() == pytest.approx(absmax, rel=1e-12)
+
+
+def test_symmetric_rounding_matches_the_tflite_int8_weights():
+    # The ONNX bias correction replicates this rounding; the TFLite quantizer uses quantize_per_channel.
+    # Both must round the same way, or the TFLite correction would subtract the wrong shift.
+    w = _weights_with_outliers(np.random.default_rng(7)).astype(np.float32)
+    q, quant = quantize_per_channel(w, 0)
+    dequantized = q.astype(np.float64) * quant.scale.astype(np.float64).reshape(-1, 1, 1, 1)
+    np.testing.assert_allclose(symmetric_per_channel_rounding(w, 0), dequantized, rtol=1e-6, atol=1e-12)
