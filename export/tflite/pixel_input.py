@@ -53,8 +53,10 @@ def take_pixel_input(graph: Graph, mean, std) -> PixelInputFold:
     channels = graph.shape(x)[-1]
     mean = np.asarray(mean, dtype=np.float64).reshape(-1)
     std = np.asarray(std, dtype=np.float64).reshape(-1)
-    if len(mean) != channels or len(std) != channels or np.any(std <= 0):
+    if len(mean) != channels or len(std) != channels:
         raise PixelInputNotApplicable(f"the input has {channels} channels but mean/std have {len(mean)}")
+    if np.any(std <= 0):
+        raise PixelInputNotApplicable("std has a value <= 0")
     readers = graph.consumers().get(x, [])
     plans = []
     for op in readers:
@@ -67,6 +69,10 @@ def take_pixel_input(graph: Graph, mean, std) -> PixelInputFold:
             pad, conv = op, users[0]
         if conv.kind != "CONV_2D" or conv.inputs[0] != (pad.outputs[0] if pad else x):
             raise PixelInputNotApplicable(f"the input is read by {op.kind}, not only by convolutions")
+        if graph.shape(conv.inputs[1])[-1] != channels:
+            raise PixelInputNotApplicable("a grouped convolution reads the input")
+        if pad is not None and conv.options.get("padding", "VALID") == "SAME":
+            raise PixelInputNotApplicable("the input is padded twice (PAD, then a SAME convolution)")
         plans.append((pad, conv))
     if not plans:
         raise PixelInputNotApplicable("nothing reads the input")
