@@ -11,7 +11,8 @@ agreement, and for the digits model held-out top-1 accuracy and its drop.
   (percentile calibration: what edgekit shipped before these steps);
 - ``+fold``: input normalisation folded into the first convolution (int8 input = pixels, lossless);
 - ``+bias``: plus bias correction of weight rounding;
-- ``+cle``: plus cross-layer equalization (edgekit's default).
+- ``+cle``: plus cross-layer equalization;
+- ``+gptq``: plus weights rounded by GPTQ to minimise each layer's output error (edgekit's default).
 
 Evaluation: 200 bundled crops (seed 0), calibration on 100 other crops (seed 1); digits: the 600 held-out
 digits, calibration on 100 training digits. Peers, as measured in issue 5 on the same 200 crops (onnx2tf,
@@ -37,10 +38,11 @@ from edgekit.models import resolve
 from edgekit.runtimes import open_runtime
 
 STEPS = {
-    "baseline": dict(fold_normalization=False, bias_correction=False, equalize=False),
-    "+fold": dict(fold_normalization=True, bias_correction=False, equalize=False),
-    "+bias": dict(fold_normalization=True, bias_correction=True, equalize=False),
-    "+cle": dict(fold_normalization=True, bias_correction=True, equalize=True),
+    "baseline": dict(fold_normalization=False, bias_correction=False, equalize=False, optimal_rounding=False),
+    "+fold": dict(fold_normalization=True, bias_correction=False, equalize=False, optimal_rounding=False),
+    "+bias": dict(fold_normalization=True, bias_correction=True, equalize=False, optimal_rounding=False),
+    "+cle": dict(fold_normalization=True, bias_correction=True, equalize=True, optimal_rounding=False),
+    "+gptq": dict(fold_normalization=True, bias_correction=True, equalize=True, optimal_rounding=True),
 }
 
 

@@ -95,6 +95,8 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
                    "(default percentile for both, the best measured).")
 @click.option("--no-equalize", is_flag=True, help="int8: skip cross-layer equalization of pointwise/depthwise "
               "channel ranges.")
+@click.option("--no-optimal-rounding", is_flag=True, help="int8: round weights to the nearest level instead of "
+              "by GPTQ (which minimises each layer's output error on the calibration images).")
 @click.option("--no-bias-correction", is_flag=True, help="int8: keep the biases as they are (no correction of "
               "the mean shift weight rounding causes).")
 @click.option("--normalized-input", is_flag=True, help="int8: keep the normalised image as the quantized input "
@@ -121,9 +123,9 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @samples_option
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
-def export_command(model, fmt, int8, calib_method, no_equalize, no_bias_correction, normalized_input, target_cpu,
-                   calib, io, weights, pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check, data,
-                   samples, as_json) -> None:
+def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_rounding, no_bias_correction,
+                   normalized_input, target_cpu, calib, io, weights, pretrained, input_shape, output_dir,
+                   shuffle_lowering, opset, no_check, data, samples, as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
     from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
@@ -133,10 +135,11 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_bias_correcti
                   check=not no_check, data=data, samples=samples, progress=_progress)
     if target_cpu and not (fmt == "onnx" and int8):
         raise click.UsageError("--target-cpu applies to --format onnx --int8")
-    if (calib_method or no_equalize or no_bias_correction or normalized_input) and not int8:
-        raise click.UsageError("--calib-method, --no-equalize, --no-bias-correction and --normalized-input apply to "
-                               "--int8 exports")
-    quant = dict(equalize=not no_equalize, bias_correction=not no_bias_correction,
+    if (calib_method or no_equalize or no_optimal_rounding or no_bias_correction or normalized_input) and not int8:
+        raise click.UsageError("--calib-method, --no-equalize, --no-optimal-rounding, --no-bias-correction and "
+                               "--normalized-input apply to --int8 exports")
+    quant = dict(equalize=not no_equalize, optimal_rounding=not no_optimal_rounding,
+                 bias_correction=not no_bias_correction,
                  fold_normalization=not normalized_input)
     if fmt == "tflite":
         if opset is not None:

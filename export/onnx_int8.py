@@ -20,7 +20,7 @@ from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, pr
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
-from edgekit.export.tflite_export import equalization_fields
+from edgekit.export.tflite_export import equalization_fields, optimal_weight_rounding
 from edgekit.export.versions import tool_versions
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
@@ -208,6 +208,7 @@ def export_onnx_int8(
     calib_method: str = DEFAULT_CALIB_METHOD,
     target_cpu: str | None = None,
     equalize: bool = True,
+    optimal_rounding: bool = True,
     bias_correction: bool = True,
     fold_normalization: bool = True,
     weights: str | Path | None = None,
@@ -227,6 +228,7 @@ def export_onnx_int8(
     ``entropy``. ``target_cpu``: the CPU the model will run on (``cpu_features.TARGET_CPUS``; default this
     machine); without int8 dot products, weights are quantized to 7 bits (``reduce_range``).
     ``equalize``: cross-layer equalization of pointwise/depthwise pairs (``equalize_cross_layer``).
+    ``optimal_rounding``: GPTQ weight rounding on the calibration images (``round_weights_optimally``).
     ``fold_normalization`` folds the input normalisation into the first Conv (``fold_input_normalization``:
     the input stays the normalised image, its quantization becomes lossless); ``bias_correction`` takes
     the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The parity
@@ -263,6 +265,8 @@ def export_onnx_int8(
             improvements.append("input normalisation folded into the first Conv (pixels quantized losslessly)")
         else:
             improvements.append(f"input normalisation not folded ({folded.details[0]})")
+    if optimal_rounding:
+        onnx_model = optimal_weight_rounding(onnx_model, images, 64 if target.reduce_range else 127, improvements, say)
     if bias_correction:
         onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
         improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
