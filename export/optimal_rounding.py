@@ -77,6 +77,8 @@ def round_weights_optimally(
             ok = ok and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
             ok = ok and all(d == 1 for d in attrs.get("dilations", [1, 1]))
         if ok:
+            if node.op_type == "Conv":
+                attrs["kernel_shape"] = list(w_shape[2:])  # optional in ONNX: the weights say it
             layers.append((node, attrs))
         else:
             result.skipped.append(node.name or node.output[0])
@@ -203,7 +205,7 @@ def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, s
                 total[1] = total[1] + m
                 total[2] += len(patches)
             count += 1
-    except (ValueError, RuntimeError, IndexError) as exc:
+    except Exception as exc:  # onnxruntime's errors (InvalidArgument, Fail) derive from Exception only
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"optimal weight rounding could not run the calibration images ({first}); pass "
                           "images shaped like the model input (N, C, H, W)") from None
