@@ -56,7 +56,10 @@ class LiteRTRuntime(Runtime):
     4-D inputs are NHWC unless their shape says NCHW; NCHW input is transposed to match, and 4-D outputs
     of an NHWC model are transposed back to NCHW. int8/uint8/int16 inputs are quantised with the input's
     scale and zero point (rounding half away from zero, as TFLite's QUANTIZE op does) and integer
-    outputs are dequantised. A batch larger than a fixed model batch runs in model-sized chunks; a
+    outputs are dequantised. A file whose edgekit metadata says ``input_normalization: in-model`` (an int8
+    export that takes pixels) gets the caller's normalised input turned back into pixels in [0, 1] with
+    the metadata's mean and std first, so callers pass the same input to every file. A batch larger
+    than a fixed model batch runs in model-sized chunks; a
     dynamic batch is resized to fit.
     """
 
