@@ -177,21 +177,10 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range
 
 def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str, np.ndarray]:
     """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
-    import copy
+    from edgekit.export.optimal_rounding import probe_session
 
-    import onnx
-    import onnxruntime as ort
-
-    probe = copy.deepcopy(model)
-    present = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in present:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = probe.graph.input[0].name
+    session = probe_session(model, names)
+    input_name = model.graph.input[0].name
     sums = {name: 0.0 for name in names}
     for image in images_nchw:
         values = session.run(names, {input_name: np.ascontiguousarray(image[None], dtype=np.float32)})

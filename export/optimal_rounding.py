@@ -169,14 +169,12 @@ def _error_depthwise(w, hessians, qmax, q) -> tuple[float, float]:
     return err(_nearest(w, qmax) - w), err(q - w)
 
 
-def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, seed: int):
-    """Per layer output name: ``(H, mean)`` of its input patches over the images, in the layout of its
-    flattened weights (dense: (D, D) and (D,); depthwise: (C, k, k) and (C, k))."""
+def probe_session(model: onnx.ModelProto, names: list[str]):
+    """An ONNX Runtime CPU session of ``model`` that also outputs the tensors ``names`` (optimizations off,
+    so every named tensor exists and a QDQ graph runs simulated in float)."""
     import onnxruntime as ort
 
-    images = np.asarray(images_nchw, dtype=np.float32)[:MAX_IMAGES]
     probe = copy.deepcopy(model)
-    names = sorted({node.input[0] for node, _ in layers})
     present = {o.name for o in probe.graph.output}
     for name in names:
         if name not in present:
@@ -184,9 +182,17 @@ def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, s
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, seed: int):
+    """Per layer output name: ``(H, mean)`` of its input patches over the images, in the layout of its
+    flattened weights (dense: (D, D) and (D,); depthwise: (C, k, k) and (C, k))."""
+    images = np.asarray(images_nchw, dtype=np.float32)[:MAX_IMAGES]
+    names = sorted({node.input[0] for node, _ in layers})
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        input_name = probe.graph.input[0].name
+        session = probe_session(model, names)
+        input_name = model.graph.input[0].name
         rng = np.random.default_rng(seed)
         sums: dict[str, list] = {}
         count = 0
