@@ -176,13 +176,19 @@ def per_layer_errors(
 
         say("equalizing the fp32 reference as the int8 file was")
         fp32, _ = equalize_cross_layer(fp32, calibration_inputs(calib, handle)[0])
+    pixel_tensor = PIXELS
     if any(n.name.startswith(PIXELS + "_") for n in int8_model.graph.node):
         # The int8 file reads pixels through a folded first Conv: so does its reference (exact in float).
         fp32 = fold_input_normalization(fp32, handle.mean, handle.std).model
+        # A fused per-channel QuantizeLinear reads the normalised (padded) input and stands for the pixels.
+        fused = next((n for n in int8_model.graph.node if n.name == PIXELS + "_quantize"), None)
+        pixel_tensor = fused.input[0] if fused is not None else PIXELS
     fp32_names = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
     # The quantizer renames a graph output it quantizes (logits -> logits_QuantizeLinear_Input).
     suffix = "_QuantizeLinear_Input"
     reference_name = {x: x[: -len(suffix)] if x not in fp32_names and x.endswith(suffix) else x for x, *_ in found}
+    if pixel_tensor in reference_name:
+        reference_name[pixel_tensor] = PIXELS
     matched = [f for f in found if reference_name[f[0]] in fp32_names]
     if len(matched) < len(found) / 2:
         raise DataError(f"only {len(matched)} of {len(found)} quantized tensors of {path.name} exist in the fp32 "
@@ -200,7 +206,7 @@ def per_layer_errors(
         x = inputs.array[start : start + step]
         acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: x}))
     producer = {out: node for node in int8_model.graph.node for out in node.output}
-    layers = acc.layers([(x, "input" if x == PIXELS else _op_label(producer.get(x)), node, inputs_)
+    layers = acc.layers([(x, "input" if x == pixel_tensor else _op_label(producer.get(x)), node, inputs_)
                          for x, _dq, node, inputs_ in matched])
     report = PerLayerReport(
         file=str(path), reference=f"pytorch:{handle.name} exported to fp32 ONNX", samples=acc.samples * step,

@@ -135,7 +135,54 @@ def quantize_onnx_model(
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"ONNX Runtime quantize_static failed: {type(exc).__name__}: {first}") from None
-        return onnx.load(dst)
+        quantized = onnx.load(dst)
+    return fuse_pixel_prologue(quantized) if prologue else quantized
+
+
+def fuse_pixel_prologue(model):
+    """Turn the float ``Mul(std) -> Add(mean) -> QuantizeLinear(1/255, 0)`` prologue of a pixel-input QDQ
+    model into one per-channel ``QuantizeLinear`` of the normalised input, so the fold costs no extra ops.
+
+    ``round((x * std + m) * 255) == round(x / (1 / (255 * std)) + round(255 * m))`` for every pixel value,
+    because ``255 * x * std + 255 * m`` is a whole number there and the zero point only moves it by the
+    fraction ``round(255 * m) - 255 * m`` (less than 1/2); the DequantizeLinear after it is unchanged. On
+    inputs that are not pixels the codes differ from the float prologue's by at most one step. Returns the
+    model unchanged when the prologue is not in that form.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    nodes = {n.name: n for n in graph.node}
+    inits = {t.name: t for t in graph.initializer}
+    mul, add = nodes.get(PIXELS + "_mul"), nodes.get(PIXELS + "_add")
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == PIXELS]
+    readers = [n for n in graph.node if PIXELS in n.input]
+    if mul is None or add is None or len(quantize) != 1 or len(readers) != 1:
+        return model
+    q = quantize[0]
+    scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
+    zero = numpy_helper.to_array(inits[q.input[2]])
+    if scale.size != 1 or zero.size != 1 or int(zero.ravel()[0]) != 0 or zero.dtype != np.uint8:
+        return model
+    std = numpy_helper.to_array(inits[mul.input[1]]).astype(np.float64).ravel()
+    mean = numpy_helper.to_array(inits[add.input[1]]).astype(np.float64).ravel()
+    step = float(scale.ravel()[0])
+    channel_scale = numpy_helper.from_array((step / std).astype(np.float32), PIXELS + "_quantize_scale")
+    channel_zero = numpy_helper.from_array(np.clip(np.round(mean / step), 0, 255).astype(np.uint8),
+                                           PIXELS + "_quantize_zero_point")
+    graph.initializer.extend([channel_scale, channel_zero])
+    fused = helper.make_node("QuantizeLinear", [mul.input[0], channel_scale.name, channel_zero.name], list(q.output),
+                             PIXELS + "_quantize", axis=1)
+    index = list(graph.node).index(q)
+    graph.node.remove(q)
+    graph.node.insert(index, fused)
+    graph.node.remove(mul)
+    graph.node.remove(add)
+    used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
 
 
 def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range: bool = False):

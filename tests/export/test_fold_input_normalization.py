@@ -148,24 +148,23 @@ def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
     return numpy_helper.to_array(t)
 
 
-def test_int8_keeps_the_prologue_float_and_quantizes_pixels_on_the_pixel_grid():
+def test_int8_prologue_is_one_per_channel_quantize_that_yields_the_pixel_bytes():
     folded = fold_input_normalization(model_with(), MEAN, STD).model
     calib = normalized(pixel_images(16, seed=2))
     quantized = quantize_onnx_model(folded, calib)
 
     nodes = _nodes(quantized)
-    producers = {o: n for n in quantized.graph.node for o in n.output}
-    for name, op_type in ((PIXELS + "_pad", "Pad"), (PIXELS + "_mul", "Mul"), (PIXELS + "_add", "Add")):
-        node = nodes[name]
-        assert node.op_type == op_type
-        for i in node.input:  # float data in, float constants: nothing quantized before the pixels
-            assert i not in producers or producers[i].op_type not in ("DequantizeLinear", "QuantizeLinear")
-    assert nodes[PIXELS + "_pad"].input[0] == "x"
-
-    (q,) = [n for n in quantized.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == PIXELS]
+    # The float Mul/Add are gone: one QuantizeLinear per channel reads the padded normalised input.
+    assert PIXELS + "_mul" not in nodes and PIXELS + "_add" not in nodes
+    assert nodes[PIXELS + "_pad"].op_type == "Pad" and nodes[PIXELS + "_pad"].input[0] == "x"
+    q = nodes[PIXELS + "_quantize"]
+    assert q.op_type == "QuantizeLinear" and q.input[0] == nodes[PIXELS + "_pad"].output[0]
     scale, zero_point = _initializer(quantized, q.input[1]), _initializer(quantized, q.input[2])
-    assert scale.dtype == np.float32 and float(scale) == pytest.approx(1 / 255, rel=1e-6)
-    assert zero_point.dtype == np.uint8 and int(zero_point) == 0
+    np.testing.assert_allclose(scale, 1 / (255 * np.asarray(STD)), rtol=1e-6)
+    np.testing.assert_array_equal(zero_point, np.round(255 * np.asarray(MEAN)).astype(np.uint8))
+    (dq,) = [n for n in quantized.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
+    assert float(_initializer(quantized, dq.input[1])) == pytest.approx(1 / 255, rel=1e-6)
+    assert int(_initializer(quantized, dq.input[2])) == 0
 
     # Every pixel byte survives: the quantized pixels are the bytes themselves.
     pixels = pixel_images(2, seed=4)
