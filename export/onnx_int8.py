@@ -15,12 +15,12 @@ import numpy as np
 
 from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
+from edgekit.export import ptq_steps
 from edgekit.export.cpu_features import CpuTarget, cpu_target
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
-from edgekit.export.tflite_export import equalization_fields, optimal_weight_rounding
 from edgekit.export.versions import tool_versions
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
@@ -289,11 +289,7 @@ def export_onnx_int8(
         f"{target.name}: {target.evidence})")
     improvements = []
     if equalize:
-        from edgekit.export.cross_layer_equalization import equalize_cross_layer
-
-        onnx_model, eq = equalize_cross_layer(onnx_model, images)
-        improvements.append(f"cross-layer equalization: {eq.pairs_pointwise_depthwise} pointwise->depthwise and "
-                            f"{eq.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
+        onnx_model = ptq_steps.equalize(onnx_model, images, improvements, say)
     if fold_normalization:
         folded = fold_input_normalization(onnx_model, handle.mean, handle.std)
         if folded.changed:
@@ -301,16 +297,19 @@ def export_onnx_int8(
             improvements.append("input normalisation folded into the first Conv (pixels quantized losslessly)")
         else:
             improvements.append(f"input normalisation not folded ({folded.details[0]})")
+    rounded_all = False
     if optimal_rounding:
-        onnx_model = optimal_weight_rounding(onnx_model, images, 64 if target.reduce_range else 127, improvements, say)
-    if bias_correction:
+        qmax = 64 if target.reduce_range else 127
+        onnx_model, rounding = ptq_steps.round_weights(onnx_model, images, qmax, improvements, say)
+        rounded_all = not rounding.skipped  # GPTQ corrected every bias itself: nothing left for the pass below
+    if bias_correction and not rounded_all:
         onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
         improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
     clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
                         precision="int8")
-    fields.update(equalization_fields(equalize, calib))
+    fields.update(ptq_steps.equalization_fields(equalize, calib))
     fields.update(calib_method=calib_method, reduce_range=str(target.reduce_range).lower(),
                   target_cpu=target.name)
     content = finalize(quantized, fields)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
+from edgekit.export import ptq_steps
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
@@ -104,9 +105,9 @@ def export_tflite(
     if int8 or equalized:
         images, calibration = calibration_images(calib, handle)
         if equalized:
-            onnx_model = _equalize(onnx_model, images, notes, say)
+            onnx_model = ptq_steps.equalize(onnx_model, images.transpose(0, 3, 1, 2), notes, say)
         if int8 and optimal_rounding:
-            onnx_model = optimal_weight_rounding(onnx_model, images.transpose(0, 3, 1, 2), 127, notes, say)
+            onnx_model, _ = ptq_steps.round_weights(onnx_model, images.transpose(0, 3, 1, 2), 127, notes, say)
     say("lowering to native NHWC TFLite ops")
     graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
     used, lowering_notes = lower_channel_shuffles(graph, shuffle_lowering)
@@ -134,7 +135,7 @@ def export_tflite(
         clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
                         precision=precision)
-    fields.update(equalization_fields(equalized, calib))
+    fields.update(ptq_steps.equalization_fields(equalized, calib))
     in_q, out_q = _io_quantization(graph) if int8 else (None, None)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
                   "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q}
@@ -171,38 +172,6 @@ def export_tflite(
 
     return publish(content, out_dir / f"{stem}.tflite", handle, make_result, clock=clock, check=check, data=data,
                    samples=samples, say=say)
-
-
-def equalization_fields(equalized: bool, calib) -> dict[str, str]:
-    """Metadata that lets ``--per-layer`` rebuild an equalized file's float reference: whether it was
-    equalized and on which calibration set (a count or digits spec; "folder" for a directory, whose path
-    is not stored, so the reference cannot be equalized the same way)."""
-    if not equalized:
-        return {"equalized": "false"}
-    text = "default" if calib is None else str(calib)
-    reproducible = text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
-    return {"equalized": "true", "equalization_calib": text if reproducible else "folder"}
-
-
-def optimal_weight_rounding(onnx_model, images_nchw: np.ndarray, qmax: int, notes: list[str], say):
-    """``round_weights_optimally`` with a progress line and a report note; returns the new model."""
-    from edgekit.export.optimal_rounding import round_weights_optimally
-
-    say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
-    model, result = round_weights_optimally(onnx_model, np.ascontiguousarray(images_nchw), qmax=qmax)
-    notes.append(f"optimal weight rounding (GPTQ) on {result.layers} layers: layer output error from weight "
-                 f"rounding x{result.mean_error_ratio:.2f} of nearest rounding on average")
-    return model
-
-
-def _equalize(onnx_model, images_nhwc: np.ndarray, notes: list[str], say):
-    from edgekit.export.cross_layer_equalization import equalize_cross_layer
-
-    say("equalizing pointwise/depthwise channel ranges across layers")
-    model, result = equalize_cross_layer(onnx_model, np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
-    notes.append(f"cross-layer equalization: {result.pairs_pointwise_depthwise} pointwise->depthwise and "
-                 f"{result.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
-    return model
 
 
 def _fold_normalization(graph, handle, images: np.ndarray | None, notes: list[str]):

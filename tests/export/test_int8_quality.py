@@ -43,4 +43,4 @@ def test_default_int8_beats_plain_quantization(reference, tmp_path, fmt):
     threshold = MIN_COSINE_7BIT_WEIGHTS if fmt == "onnx" and result.reduce_range else MIN_COSINE
     assert compare_outputs("logits", ref, logits).cosine >= threshold
     notes = " ".join(result.notes)
-    assert "GPTQ" in notes and "cross-layer equalization" in notes and "bias correction" in notes
+    assert "GPTQ" in notes and "cross-layer equalization" in notes and "biases corrected" in notes
