@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgekit.errors import ExportError
-from edgekit.export.passes.graph_utils import GraphIndex, NameAllocator, attribute
+from edgekit.export.passes.graph_utils import GraphIndex, NameAllocator, attribute, tensor_reads
 
 # Images per ONNX Runtime call when the model's batch dimension is not fixed: large enough to amortise the
 # call, small enough that the extra outputs of a full-size CNN stay well under a gigabyte.
@@ -271,7 +270,7 @@ class _WeightEditor:
         self._model = model
         self._index = index
         self._names = NameAllocator(model)
-        self._readers = _tensor_reads(model.graph)
+        self._readers = tensor_reads(model.graph)
         self._arrays: dict[str, np.ndarray] = {}
 
     def scale(self, node: onnx.NodeProto, slot: int, scale: np.ndarray, axis: int) -> None:
@@ -299,17 +298,6 @@ class _WeightEditor:
         for name, array in self._arrays.items():
             graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
         self._arrays = {}
-
-
-def _tensor_reads(graph: onnx.GraphProto) -> Counter:
-    """How often each tensor name is read: node inputs (subgraphs included) and graph outputs."""
-    reads: Counter = Counter(o.name for o in graph.output)
-    for node in graph.node:
-        reads.update(i for i in node.input if i)
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                reads.update(_tensor_reads(sub))
-    return reads
 
 
 def _label(node: onnx.NodeProto) -> str:

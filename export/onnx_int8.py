@@ -197,15 +197,13 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range
     import onnx
     from onnx import numpy_helper
 
+    from edgekit.export.passes.graph_utils import tensor_reads
     from edgekit.export.weight_rounding import symmetric_per_channel_rounding, weight_rounding_shift
 
     model = copy.deepcopy(onnx_model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = tensor_reads(graph)
     convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits and len(n.input) > 2
              and n.input[2] in inits and readers[n.input[1]] == 1 and readers[n.input[2]] == 1]
     means = _channel_means(model, sorted({n.input[0] for n in convs}), images_nchw)

@@ -24,6 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgekit.errors import ExportError
+from edgekit.export.passes.graph_utils import tensor_reads
 
 #: Damping added to H's diagonal, as a fraction of its mean (GPTQ's default): keeps H invertible when a
 #: channel is constant or dead on the calibration images.
@@ -57,10 +58,7 @@ def round_weights_optimally(
     out = copy.deepcopy(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
-    reads: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            reads[name] = reads.get(name, 0) + 1
+    reads = tensor_reads(graph)
     layers, result = [], RoundingResult()
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm"):

@@ -10,6 +10,7 @@ same bytes.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -305,3 +306,14 @@ def split_node(
         return [make_node("Split", [source], outputs, name, axis=axis, split=[int(s) for s in sizes])], []
     split = int64_initializer(names, f"{base}/split_sizes", sizes)
     return [make_node("Split", [source, split.name], outputs, name, axis=axis)], [split]
+
+
+def tensor_reads(graph: onnx.GraphProto) -> Counter:
+    """How often each tensor name is read: node inputs (subgraphs included) and graph outputs."""
+    reads: Counter = Counter(o.name for o in graph.output)
+    for node in graph.node:
+        reads.update(i for i in node.input if i)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                reads.update(tensor_reads(sub))
+    return reads

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_tflite_quantize import run
 
 from edgekit.export.onnx_int8 import correct_weight_rounding, quantize_onnx_model
 from edgekit.export.tflite.calibrate import calibrate_ranges
@@ -82,30 +83,6 @@ def tflite_graph(seed: int = 0) -> Graph:
     return g
 
 
-def run_tflite(content: bytes, x_nhwc: np.ndarray) -> np.ndarray:
-    """The first output, float, for float inputs (quantized at an int8 model's boundary)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=content, num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    results = []
-    for image in x_nhwc:
-        feed = image[None]
-        if inp["dtype"] == np.int8:
-            scale, zero_point = inp["quantization"]
-            feed = np.clip(np.round(feed / scale) + zero_point, -128, 127).astype(np.int8)
-        it.set_tensor(inp["index"], feed)
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if out["dtype"] == np.int8:
-            scale, zero_point = out["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        results.append(y)
-    return np.concatenate(results)
-
-
 @pytest.fixture(scope="module")
 def tflite_quantized():
     g = tflite_graph()
@@ -146,9 +123,9 @@ def test_tflite_correction_changes_only_biases(tflite_quantized):
 def test_tflite_correction_removes_the_mean_output_error(tflite_quantized):
     g, plain, corrected, _ = tflite_quantized
     x = positive_inputs(64, seed=2).transpose(0, 2, 3, 1)
-    reference = run_tflite(write_tflite(g), x)
-    before = channel_bias(run_tflite(write_tflite(plain), x), reference, channel_axis=3)
-    after = channel_bias(run_tflite(write_tflite(corrected), x), reference, channel_axis=3)
+    reference = run(write_tflite(g), x, xnnpack=False)
+    before = channel_bias(run(write_tflite(plain), x, xnnpack=False), reference, channel_axis=3)
+    after = channel_bias(run(write_tflite(corrected), x, xnnpack=False), reference, channel_axis=3)
     # The weights' rounding error is one-signed per channel (alternating signs across channels).
     assert np.abs(before).min() > 0.08, before
     assert np.all(np.sign(before[::2]) == -1) and np.all(np.sign(before[1::2]) == 1), before

@@ -57,16 +57,20 @@ def _block_weights(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def block(seed: int = 0, batch="N") -> onnx.ModelProto:
-    """x -> Conv1x1 -> Relu -> depthwise Conv3x3 -> Conv1x1 -> Relu -> y: one pair of each kind."""
-    w = _block_weights(seed)
-    nodes = [
+def _block_nodes() -> list[onnx.NodeProto]:
+    return [
         _conv("pw", ["x", "pw_w", "pw_b"], "pw_out"),
         helper.make_node("Relu", ["pw_out"], ["relu_out"], name="relu"),
         _conv("dw", ["relu_out", "dw_w", "dw_b"], "dw_out", group=CHANNELS, pads=1),
         _conv("pw2", ["dw_out", "pw2_w", "pw2_b"], "pw2_out"),
         helper.make_node("Relu", ["pw2_out"], ["y"], name="relu2"),
     ]
+
+
+def block(seed: int = 0, batch="N") -> onnx.ModelProto:
+    """x -> Conv1x1 -> Relu -> depthwise Conv3x3 -> Conv1x1 -> Relu -> y: one pair of each kind."""
+    w = _block_weights(seed)
+    nodes = _block_nodes()
     return _model(nodes, [_init(k, v) for k, v in w.items()], ["y"], batch=batch)
 
 
@@ -206,13 +210,7 @@ def test_fixed_batch_model_is_calibrated_image_by_image():
 def _variant(kind: str) -> onnx.ModelProto:
     """The block with one thing changed so that one or both pairs no longer match exactly."""
     w = _block_weights()
-    nodes = [
-        _conv("pw", ["x", "pw_w", "pw_b"], "pw_out"),
-        helper.make_node("Relu", ["pw_out"], ["relu_out"], name="relu"),
-        _conv("dw", ["relu_out", "dw_w", "dw_b"], "dw_out", group=CHANNELS, pads=1),
-        _conv("pw2", ["dw_out", "pw2_w", "pw2_b"], "pw2_out"),
-        helper.make_node("Relu", ["pw2_out"], ["y"], name="relu2"),
-    ]
+    nodes = _block_nodes()
     inits = {k: _init(k, v) for k, v in w.items()}
     outputs, inputs = ["y"], ["x"]
     if kind == "relu output is a graph output":
