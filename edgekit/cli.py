@@ -26,9 +26,9 @@ def _one_line_errors(func):
             message = " ".join(str(exc).split())
             click.echo(f"edgekit: error: {message}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("edgekit: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as edgekit.stop_signals.Stopped
+            click.echo(f"edgekit: {exc or 'interrupted'}", err=True)
+            sys.exit(getattr(exc, "exit_code", 130))
 
     return wrapper
 
@@ -48,6 +48,10 @@ def _parse_shape(_ctx, _param, value):
 @click.version_option(__version__, prog_name="edgekit")
 def main() -> None:
     """edgekit: take a PyTorch CNN to an Android app — export, quantize, prove parity, profile."""
+    from edgekit.stop_signals import raise_on_stop_signals
+
+    # `kill` and a closed terminal unwind like Ctrl-C, so an export removes its temporary files.
+    click.get_current_context().call_on_close(raise_on_stop_signals())
 
 
 @main.command("models")

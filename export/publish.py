@@ -1,7 +1,8 @@
 """What every export format shares: step timing, provenance fields, and publishing a checked file.
 
 ``publish`` stages the model file, proves parity on the staged copy, then writes the report (JSON and
-HTML) and renames everything into place together; any failure leaves nothing behind.
+HTML) and renames everything into place together; any failure leaves nothing behind, and so does Ctrl-C,
+SIGTERM or SIGHUP under the CLI (see ``edgekit.stop_signals``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from edgekit.check import Progress, check_parity
 from edgekit.errors import ParityError
 from edgekit.export.result import ExportResult
 from edgekit.fileio import sha256_bytes, staged_files
+from edgekit.stop_signals import stop_signals_deferred
 
 
 class StepClock:
@@ -75,5 +77,6 @@ def publish(
         report_path = Path(result.report_path)
         staged.write_text(report_path, to_json(result))
         staged.write_text(report_path.with_suffix(".html"), export_html(result))
-        staged.commit()
+        with stop_signals_deferred():  # a `kill` between two renames would publish a model without its report
+            staged.commit()
     return result
