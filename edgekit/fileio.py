@@ -1,13 +1,16 @@
-"""Writing output files so that a failure never leaves a half-written file behind."""
+"""Writing output files so that a failure never leaves a half-written file behind, and reading input files
+without hanging on a named pipe or a device."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from edgekit.errors import OutputError
 
@@ -105,3 +108,40 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class NotRegularFileError(OSError):
+    """A path that names a named pipe, socket, device or folder where a file was expected."""
+
+
+def file_type_name(mode: int) -> str:
+    """What an ``st_mode`` is, in words: ``regular file``, ``named pipe (FIFO)``, ``socket``..."""
+    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file (symbolic links followed).
+
+    Opening a named pipe blocks until something writes to it and reading a device may never end, so anything
+    else raises ``NotRegularFileError`` naming what the path is. The open itself does not block, so a file
+    swapped for a pipe after the check cannot hang the caller either. Other failures raise their OSError.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(f"{path} is a {file_type_name(mode)}, not a regular file")
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"{path} is a {file_type_name(mode)}, not a regular file")
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.data.bundled import bundled_images
-from edgekit.data.folder import ImageFolderReader
+from edgekit.data.folder import ImageFolderReader, describe_path
 from edgekit.data.preprocess import preprocess
 from edgekit.errors import DataError
 
@@ -69,7 +69,9 @@ def load_inputs(
 
     path = Path(source).expanduser()
     if not path.is_dir():
-        raise DataError(f"input data {source} is not a folder; pass a folder of images or 'bundled'")
+        raise DataError(
+            f"input data {source} is not a folder: {describe_path(path)}; pass a folder of images or 'bundled'"
+        )
     reader = ImageFolderReader(path, size=size)
     pairs = list(islice(iter(reader), count))
     if not pairs:

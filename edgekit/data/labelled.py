@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from edgekit.data.digits import DIGITS_CLASSES, SPLITS, digits_images
-from edgekit.data.folder import ImageFolderReader, resize_center_crop
+from edgekit.data.folder import ImageFolderReader, decode_rgb, describe_path, resize_center_crop
 from edgekit.errors import DataError
 
 Batch = tuple[np.ndarray, np.ndarray]
@@ -25,8 +24,9 @@ class LabelledFolder:
     """Images under ``root/<class name>/...``, decoded lazily, resized and centre-cropped to ``size``.
 
     ``.classes`` are the subfolder names holding images, sorted. Images that are not RGB (grayscale,
-    RGBA, palette, CMYK ...) are converted to RGB and counted per original mode in ``.converted``;
-    undecodable files are skipped and counted in ``.skipped`` (``.skip_reasons`` names them).
+    RGBA, palette, CMYK, 16-bit ...) are converted to 8-bit RGB and counted per original mode in
+    ``.converted``; undecodable files, and image names that are not regular files, are skipped and counted
+    in ``.skipped`` (``.skip_reasons`` names them).
     Raises ``DataError`` when ``root`` is not a folder of images or has images outside class subfolders.
     """
 
@@ -52,25 +52,23 @@ class LabelledFolder:
             )
         self.description = f"{len(self._labelled)} images in {len(self.classes)} class folders under {self.root}"
         self.converted: Counter[str] = Counter()
-        self.skipped = 0
-        self.skip_reasons: dict[str, str] = {}
+        self.skipped = len(self._reader.not_regular)
+        self.skip_reasons: dict[str, str] = dict(self._reader.not_regular)
 
     def __len__(self) -> int:
         return len(self._labelled)
 
     def _read(self, file: Path) -> np.ndarray:
-        with Image.open(file) as im:
-            im.load()
-            if im.mode != "RGB":
-                self.converted[im.mode] += 1
-            rgb = im.convert("RGB")
+        rgb, mode = decode_rgb(file)
+        if mode != "RGB":
+            self.converted[mode] += 1
         return np.asarray(resize_center_crop(rgb, self.size), dtype=np.uint8)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """Yield batches of at most ``batch_size`` readable images in sorted path order."""
         self.converted = Counter()
-        self.skipped = 0
-        self.skip_reasons = {}
+        self.skipped = len(self._reader.not_regular)
+        self.skip_reasons = dict(self._reader.not_regular)
         images: list[np.ndarray] = []
         labels: list[int] = []
         for file, label in self._labelled:
@@ -122,5 +120,6 @@ def open_labelled(source: str | os.PathLike[str], size: tuple[int, int]) -> Labe
         if not Path(text).exists():
             return DigitsImages(split, size)
     if not Path(text).expanduser().is_dir():
-        raise DataError(f"--data {text}: not a folder; pass an image folder with one subfolder per class, or digits")
+        raise DataError(f"--data {text} is not a folder: {describe_path(Path(text).expanduser())}; pass an image "
+                        "folder with one subfolder per class, or digits")
     return LabelledFolder(text, size)
