@@ -111,7 +111,12 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 class NotRegularFileError(OSError):
-    """A path that names a named pipe, socket, device or folder where a file was expected."""
+    """A path that names a named pipe, socket, device or folder where a file was expected; ``kind`` says
+    which (``file_type_name``)."""
+
+    def __init__(self, path: str | os.PathLike, kind: str) -> None:
+        super().__init__(f"{path} is a {kind}, not a regular file")
+        self.kind = kind
 
 
 def file_type_name(mode: int) -> str:
@@ -132,13 +137,13 @@ def open_regular_file(path: str | os.PathLike) -> BinaryIO:
     """
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise NotRegularFileError(f"{path} is a {file_type_name(mode)}, not a regular file")
+        raise NotRegularFileError(path, file_type_name(mode))
     nonblocking = getattr(os, "O_NONBLOCK", 0)
     fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFileError(f"{path} is a {file_type_name(mode)}, not a regular file")
+            raise NotRegularFileError(path, file_type_name(mode))
         if nonblocking:
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

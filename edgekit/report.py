@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edgekit.fileio import NotRegularFileError, open_regular_file
+
 
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses, tuples, paths and numpy scalars as JSON-ready values; non-finite floats as strings."""
@@ -776,7 +778,7 @@ class _Record(dict):
         try:
             return self[name]
         except KeyError:
-            raise AttributeError(name) from None
+            raise AttributeError(name, name=name, obj=self) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
@@ -831,34 +833,181 @@ def _error_rows(item) -> list:
     return [dict(r, name=r.get("name") or r.get("node") or r.get("tensor") or str(i)) for i, r in enumerate(rows)]
 
 
+# One renderer per kind and format, shared by the report and by the check in ``collect_run_dir`` that each
+# file renders, so a file of the wrong shape is listed as skipped instead of ending the report in a traceback.
+
+
+def _export_markdown_section(result) -> list[str]:
+    return [f"## Export: {result._file}", "", export_markdown(result).split("\n", 1)[1], ""]
+
+
+def _parity_markdown_section(report) -> list[str]:
+    return [f"## Parity: {report._file}", "", markdown_table(*parity_rows(report)), "",
+            "PASS" if report.passed else "FAIL: " + "; ".join(report.failures), ""]
+
+
+def _bench_markdown_section(report) -> list[str]:
+    return [bench_markdown(report).replace("# Benchmark", f"## Benchmark ({report._file})", 1)]
+
+
+def _layer_errors_markdown_section(item) -> list[str]:
+    metric_rows = [[r.get("name"), *[r.get(k) for k in ("sqnr_db", "max_abs", "cosine")]] for r in _error_rows(item)]
+    return [f"## Per-layer error: {item.get('_file', '')}", "",
+            markdown_table(["layer", "SQNR dB", "max abs", "cosine"], metric_rows), ""]
+
+
+def _layer_error_chart(item) -> str:
+    rows = _error_rows(item)
+    metric = next((m for m in ("sqnr_db", "max_abs", "mean_abs", "cosine") if rows and m in rows[0]), None)
+    if metric is None:
+        return "<p>(no per-layer metric)</p>"
+    return (f"<p>{html.escape(metric)} per layer</p>"
+            + bar_chart_svg([(str(r.get("name", i)), float(r[metric])) for i, r in enumerate(rows)
+                             if isinstance(r.get(metric), (int, float))]))
+
+
+def _export_html_section(result) -> str:
+    parts = [f"<h3>{html.escape(result.model)} &mdash; {html.escape(result.format)} "
+             f"{html.escape(result.precision)}</h3><p>{html.escape(result._file)} &middot; "
+             f"{result.file_size / 1e6:.2f} MB</p>",
+             bar_chart_svg([(k, int(v)) for k, v in result.op_histogram.items()])]
+    if result.get("parity"):
+        parts.append(html_table(*parity_rows(result.parity)))
+    return "".join(parts)
+
+
+def _parity_html_section(report) -> str:
+    return f"<h3>Parity: {html.escape(report._file)}</h3>" + html_table(*parity_rows(report))
+
+
+def _bench_html_section(report) -> str:
+    parts = [f"<h3>{html.escape(report._file)}: {html.escape(Path(str(report.model_file)).name)}</h3>",
+             html_table(*bench_rows(report))]
+    for run in report.runs:
+        summary = _op_type_summary(run)
+        if summary:
+            parts.append(f"<h4>Time per op type: {html.escape(_bench_device(run))}, "
+                         f"{html.escape(run.config.accelerator)}, {run.config.threads} thread(s)</h4>"
+                         + bar_chart_svg([(s.op_type, float(s.avg_ms)) for s in summary[:15]], unit=" ms"))
+    problems = _bench_problems(report)
+    if problems:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+    return "".join(parts)
+
+
+def _latency_points(report) -> list[tuple[str, str, float, float]]:
+    """``(model file name, device and accelerator, threads, mean ms)`` of each run of ``report`` with a latency."""
+    return [(Path(str(run.model_file)).name, f"{_bench_device(run)} {run.config.accelerator}",
+             float(run.config.threads), float(run.latency.mean_ms)) for run in report.runs if run.get("latency")]
+
+
+def _analysis_html_section(analysis) -> str:
+    return analysis_html(analysis).replace("<h2>", "<h3>").replace("</h2>", "</h3>")
+
+
+_RENDERERS = {
+    "export": (_export_markdown_section, _export_html_section),
+    "parity": (_parity_markdown_section, _parity_html_section),
+    "bench": (_bench_markdown_section, _bench_html_section, _latency_points),
+    "analysis": (analysis_markdown, _analysis_html_section),
+    "guidelines": (guidelines_markdown, guidelines_html),
+    "layer_errors": (_layer_errors_markdown_section, _layer_error_chart),
+}
+_WRITTEN_BY = {"export": "edgekit export", "parity": "edgekit check", "bench": "edgekit bench",
+               "analysis": "edgekit analyze", "guidelines": "edgekit guidelines",
+               "layer_errors": "edgekit check --per-layer"}
+_KIND_NAMES = {"layer_errors": "per-layer error"}
+
+
+def _read_json(file: Path) -> Any:
+    """The JSON value in ``file``. Raises ValueError whose message says why when ``file`` is not a regular
+    file of JSON text (a named pipe would block the read, so it is never opened)."""
+    try:
+        with open_regular_file(file) as handle:
+            raw = handle.read()
+    except NotRegularFileError as exc:
+        raise ValueError(f"a {exc.kind}, not a file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise ValueError("not JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
+def _what_is_wrong(exc: Exception) -> str:
+    """What a renderer's exception says about the record it was given, in a user's words."""
+    if isinstance(exc, AttributeError) and isinstance(exc.obj, _Record):
+        return f"field {exc.name!r} is missing"
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        return f"field {exc.args[0]!r} is missing"
+    if isinstance(exc, AttributeError) and exc.name is not None:
+        value = "null" if exc.obj is None else f"a {_json_type(exc.obj)}"
+        wanted = "an object" if hasattr(dict, exc.name) else f"an object with field {exc.name!r}"
+        return f"{value} where {wanted} belongs"
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return f"a field of the wrong type or value ({type(exc).__name__}: {first_line})"
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list"}.get(type(value), "object")
+
+
+def _render_problem(kind: str, record) -> str | None:
+    """Why ``record`` (of ``kind``) cannot be rendered, or None when every renderer of its kind takes it."""
+    try:
+        for render in _RENDERERS[kind]:
+            render(record)
+    except Exception as exc:  # any renderer failure means this file is not the shape its kind has
+        what = f"{_KIND_NAMES.get(kind, kind)} result, but {_what_is_wrong(exc)}"
+        return f"{what}; rerun `{_WRITTEN_BY[kind]}` to write it again"
+    return None
+
+
 def collect_run_dir(path: str | Path) -> RunDirectory:
-    """Read every ``*.json`` under ``path`` (recursively) and sort it by kind. Unreadable or unknown files
-    are listed in ``skipped``; nothing raises for a bad file. Raises ``OutputError`` when ``path`` is not a
-    directory."""
+    """Read every ``*.json`` under ``path`` (recursively) and sort it by kind. A file that is not readable
+    JSON, not an edgekit result, or a result missing fields or with fields of the wrong type is listed in
+    ``skipped`` with the reason; nothing raises for a bad file. Raises ``OutputError`` when ``path`` is not
+    a directory."""
     from edgekit.errors import OutputError
 
     root = Path(path)
     if not root.is_dir():
         raise OutputError(f"{root} is not a directory; pass the --output directory of an edgekit command")
     found = RunDirectory(path=str(root.resolve()))
+    by_kind = {"analysis": found.analyses, "guidelines": found.guidelines, "bench": found.benches,
+               "export": found.exports, "parity": found.parity, "layer_errors": found.layer_errors}
     for file in sorted(root.rglob("*.json")):
+        name = str(file.relative_to(root))
         try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            found.skipped.append(f"{file.relative_to(root)}: not readable JSON ({exc.__class__.__name__})")
+            data = _read_json(file)
+            record = _records(data)
+        except (ValueError, RecursionError) as exc:
+            reason = exc if isinstance(exc, ValueError) else "JSON nested too deeply to read"
+            found.skipped.append(f"{name}: {reason}; rerun the command that wrote it, or remove it")
             continue
         kind = classify_result(data)
-        record = _records(data)
         if kind is None:
-            found.skipped.append(f"{file.relative_to(root)}: not an edgekit result")
+            found.skipped.append(f"{name}: not an edgekit result")
             continue
-        record["_file"] = str(file.relative_to(root))
-        {"analysis": found.analyses, "guidelines": found.guidelines, "bench": found.benches,
-         "export": found.exports, "parity": found.parity, "layer_errors": found.layer_errors}[kind].append(record)
+        record["_file"] = name
+        problem = _render_problem(kind, record)
+        if problem is not None:
+            found.skipped.append(f"{name}: {problem}")
+            continue
+        by_kind[kind].append(record)
         nested = record.get("parity") if kind == "export" else None
         if isinstance(nested, dict) and isinstance(nested.get("layer_errors"), list):
-            nested["_file"] = record["_file"]
-            found.layer_errors.append(nested)
+            nested["_file"] = name
+            problem = _render_problem("layer_errors", nested)
+            if problem is None:
+                found.layer_errors.append(nested)
+            else:
+                found.skipped.append(f"{name}: its per-layer errors: {problem}")
     return found
 
 
@@ -875,40 +1024,31 @@ def _attach_profiles(found: RunDirectory) -> None:
             if runs:
                 run = runs[0]
                 where = f"{Path(str(run.model_file)).name} on {run.device.target}"
-                analysis["profile"] = compare_profile(analysis, run.get("op_profile") or [],
-                                                      run.get("op_type_summary") or [], where)
+                try:
+                    analysis["profile"] = compare_profile(analysis, run.get("op_profile") or [],
+                                                          run.get("op_type_summary") or [], where)
+                except Exception as exc:  # op profile rows of the wrong shape: the bench renders without them
+                    found.skipped.append(f"{bench._file}: op profile not compared with {analysis._file}: "
+                                         f"{_what_is_wrong(exc)}")
+                    continue
                 break
-
-
-def _layer_error_chart(item) -> str:
-    rows = _error_rows(item)
-    metric = next((m for m in ("sqnr_db", "max_abs", "mean_abs", "cosine") if rows and m in rows[0]), None)
-    if metric is None:
-        return "<p>(no per-layer metric)</p>"
-    return (f"<p>{html.escape(metric)} per layer</p>"
-            + bar_chart_svg([(str(r.get("name", i)), float(r[metric])) for i, r in enumerate(rows)
-                             if isinstance(r.get(metric), (int, float))]))
 
 
 def run_dir_markdown(found: RunDirectory) -> str:
     """Everything in a run directory as one Markdown document."""
     lines = [f"# edgekit report: {found.path}", ""]
     for result in found.exports:
-        lines += [f"## Export: {result._file}", "", export_markdown(result).split("\n", 1)[1], ""]
+        lines += _export_markdown_section(result)
     for report in found.parity:
-        lines += [f"## Parity: {report._file}", "", markdown_table(*parity_rows(report)), "",
-                  "PASS" if report.passed else "FAIL: " + "; ".join(report.failures), ""]
+        lines += _parity_markdown_section(report)
     for report in found.benches:
-        lines += [bench_markdown(report).replace("# Benchmark", f"## Benchmark ({report._file})", 1)]
+        lines += _bench_markdown_section(report)
     for analysis in found.analyses:
         lines += [analysis_markdown(analysis)]
     for report in found.guidelines:
         lines += [guidelines_markdown(report)]
     for item in found.layer_errors:
-        metric_rows = [[r.get("name"), *[r.get(k) for k in ("sqnr_db", "max_abs", "cosine")]]
-                       for r in _error_rows(item)]
-        lines += [f"## Per-layer error: {item.get('_file', '')}", "",
-                  markdown_table(["layer", "SQNR dB", "max abs", "cosine"], metric_rows), ""]
+        lines += _layer_errors_markdown_section(item)
     if found.skipped:
         lines += ["## Files not included", ""] + [f"- {s}" for s in found.skipped] + [""]
     return "\n".join(lines) + "\n"
@@ -924,45 +1064,24 @@ def run_dir_html(found: RunDirectory) -> str:
     if found.exports or found.parity:
         toc.append("exports and parity")
         body.append('<h2 id="exports">Exports and parity</h2>')
-        for result in found.exports:
-            body.append(f"<h3>{html.escape(result.model)} &mdash; {html.escape(result.format)} "
-                        f"{html.escape(result.precision)}</h3><p>{html.escape(result._file)} &middot; "
-                        f"{result.file_size / 1e6:.2f} MB</p>")
-            body.append(bar_chart_svg([(k, int(v)) for k, v in result.op_histogram.items()]))
-            if result.get("parity"):
-                body.append(html_table(*parity_rows(result.parity)))
-        for report in found.parity:
-            body.append(f"<h3>Parity: {html.escape(report._file)}</h3>" + html_table(*parity_rows(report)))
+        body += [_export_html_section(result) for result in found.exports]
+        body += [_parity_html_section(report) for report in found.parity]
     if found.benches:
         toc.append("benchmarks")
         body.append('<h2 id="benchmarks">Benchmarks</h2>')
+        points = [point for report in found.benches for point in _latency_points(report)]
+        several_models = len({model for model, *_ in points}) > 1
         series: dict[str, list[tuple[float, float]]] = {}
-        models = {Path(str(run.model_file)).name for report in found.benches for run in report.runs}
-        for report in found.benches:
-            for run in report.runs:
-                if run.get("latency"):
-                    key = f"{_bench_device(run)} {run.config.accelerator}"
-                    if len(models) > 1:  # the legend has room for short names only
-                        key = f"{Path(str(run.model_file)).stem[:14]} {key}"
-                    series.setdefault(key, []).append((float(run.config.threads), float(run.latency.mean_ms)))
+        for model, target, threads, mean_ms in points:
+            key = f"{Path(model).stem[:14]} {target}" if several_models else target  # short names fit the legend
+            series.setdefault(key, []).append((threads, mean_ms))
         body.append("<h3>Latency per target and thread count</h3>"
                     + line_chart_svg(series, x_label="threads", y_label="mean latency (ms)"))
-        for report in found.benches:
-            body.append(f"<h3>{html.escape(report._file)}: {html.escape(Path(str(report.model_file)).name)}</h3>")
-            body.append(html_table(*bench_rows(report)))
-            for run in report.runs:
-                summary = _op_type_summary(run)
-                if summary:
-                    body.append(f"<h4>Time per op type: {html.escape(_bench_device(run))}, "
-                                f"{html.escape(run.config.accelerator)}, {run.config.threads} thread(s)</h4>"
-                                + bar_chart_svg([(s.op_type, float(s.avg_ms)) for s in summary[:15]], unit=" ms"))
-            problems = _bench_problems(report)
-            if problems:
-                body.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+        body += [_bench_html_section(report) for report in found.benches]
     if found.analyses:
         toc.append("analysis")
         body.append('<h2 id="analysis">Analysis: FLOPs, memory access and the ShuffleNetV2 guidelines</h2>')
-        body += [analysis_html(a).replace("<h2>", "<h3>").replace("</h2>", "</h3>") for a in found.analyses]
+        body += [_analysis_html_section(a) for a in found.analyses]
     if found.guidelines:
         toc.append("guidelines")
         body += [guidelines_html(g) for g in found.guidelines]
