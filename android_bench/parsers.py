@@ -2,10 +2,12 @@
 
 Covered: TFLite's ``benchmark_model`` (every output generation from 2018's ``Average inference timings in
 us: Warmup: ..., Init: ..., no stats: ...`` to today's ``Inference timings in us: Init: ..., First
-inference: ..., Warmup (avg): ..., Inference (avg): ...`` with ``p5= median= p95=``, native or through
-logcat), ONNX Runtime's ``onnxruntime_perf_test`` (``Average inference time cost[ total]: X ms``,
-``P50 Latency: X s`` and ``P50 Latency is X sec``), ONNX Runtime's JSON profile trace, and the JSON
-document edgekit's own device runner prints. Times come out in milliseconds, memory in MiB.
+inference: ..., Warmup (avg): ..., Inference (avg): ...`` with ``p5= median= p95=``, native, through
+logcat, with or without the ``INFO: `` prefix TensorFlow 2.10 put on every line), LiteRT's
+``benchmark_model`` (``benchmark_litert_model``, with its ``BENCHMARK RESULTS`` summary in ms), ONNX
+Runtime's ``onnxruntime_perf_test`` (``Average inference time cost[ total]: X ms``, ``P50 Latency: X s``
+and ``P50 Latency is X sec``), ONNX Runtime's JSON profile trace, and the JSON document edgekit's own
+device runner prints. Times come out in milliseconds, memory in MiB.
 
 Output that carries no latency is an ``UnparsableOutputError`` that quotes the end of what the tool
 printed; a missing value is None, never zero.
@@ -33,8 +35,6 @@ __all__ = [
 ]
 
 _NUM = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
-# Logcat prefixes: "I tflite  : " and the threadtime form "07-14 13:14:52.097 22838 22838 I tflite  : ".
-_LOGCAT_PREFIX = re.compile(r"^(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+)?[VDIWEF][ /]tflite\s*:\s?")
 
 
 class UnparsableOutputError(EdgekitError):
@@ -68,6 +68,20 @@ def _unparsable(tool: str, what: str, text: str) -> UnparsableOutputError:
 
 # --- benchmark_model ----------------------------------------------------------------------------------
 
+# What a line can carry before the tool's own text, in the order the layers nest: logcat (brief
+# "I tflite  : " or threadtime "07-14 13:14:52.097 22838 22838 I tflite  : "), absl
+# ("I0000 00:00:1758455104.504065   62590 accelerator_registry.cc:51] "), the severity every line has
+# carried since TensorFlow 2.10 ("INFO: ", "VERBOSE: ") and LiteRT's source location
+# ("[./litert/tools/benchmark_litert_model.h:82] "). Leading blanks go only together with a prefix, so
+# the op tables keep their indentation.
+_LINE_PREFIX = re.compile(
+    r"^[ \t]*(?:"
+    r"(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+)?[VDIWEF][ /][\w.-]+\s*(?:\(\s*\d+\))?:\s?"
+    r"|[VDIWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\]\s?"
+    r"|(?:VERBOSE|DEBUG|INFO|WARNING|ERROR):\s?"
+    r"|\[[^\s\]]+:\d+\]\s?"
+    r")+"
+)
 _COUNT_LINE = re.compile(rf"^count=(\d+)(?P<rest>(?:\s+\w+={_NUM})*)\s*$")
 _KV = re.compile(rf"(\w+)=({_NUM})")
 _NEW_SUMMARY = re.compile(
@@ -78,94 +92,109 @@ _OLD_SUMMARY = re.compile(
     rf"Average inference timings in us:\s*Warmup:\s*({_NUM}),\s*Init:\s*({_NUM}),\s*"
     rf"(?:no stats|Inference):\s*({_NUM})"
 )
+# LiteRT's benchmark (the CompiledModel tool, ``benchmark_litert_model``) prints its own summary in ms
+# after "BENCHMARK RESULTS", e.g. "Inference (avg):      0.46 ms (2112 runs)" and "Inference (std):      0.01"
+# (ms, printed without the unit), and memory in MB ("Init footprint:", "Overall footprint:", "Peak memory:").
+_LITERT_FIELD = re.compile(
+    rf"^(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \((?:avg|min|max|std|median|p5|p95)\)"
+    rf"|Init footprint|Overall footprint|Peak memory):\s*({_NUM})(?:\s*(?:ms|MB))?(?:\s*\((\d+) runs\))?\s*$",
+    re.MULTILINE,
+)
 _MEMORY = re.compile(
     rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):\s*"
     rf"init=({_NUM})\s+overall=({_NUM})"
 )
 _PEAK_POLLED = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({_NUM})")
+_SESSION = re.compile(rf"Initialized session in ({_NUM})\s*ms")
 _TIMINGS_LINE = re.compile(r"^Timings \(microseconds\):\s*(count=.*)$")
 _SECTION = re.compile(r"^=+\s*(Run Order|Top by Computation Time|Summary by node type)\s*=+$")
 _REGULAR_PROFILE = "Operator-wise Profiling Info for Regular Benchmark Runs"
 
 
 def _lines(text: str) -> list[str]:
-    """The tool's lines without logcat prefixes or trailing whitespace (leading tabs kept for tables)."""
-    return [_LOGCAT_PREFIX.sub("", line.rstrip("\r\n")).rstrip() for line in text.splitlines()]
+    """The tool's lines without log prefixes or trailing whitespace."""
+    return [_LINE_PREFIX.sub("", line.rstrip("\r\n"), count=1).rstrip() for line in text.splitlines()]
 
 
 def parse_benchmark_model_output(text: str) -> ParsedBenchmark:
-    """Parse what TFLite's ``benchmark_model`` (or its Android app, via logcat) printed.
+    """Parse what TFLite's or LiteRT's ``benchmark_model`` (or the Android app, via logcat) printed.
 
-    In: the tool's whole stdout+stderr. Out: ``ParsedBenchmark`` with latency (init, first, warm-up mean,
-    mean, and from the regular-run ``count=`` line count/min/max/std plus median where the tool prints
-    ``median=``), memory (``init``/``overall`` MB) when printed, and with ``--enable_op_profiling`` the
-    run-order table, the top ops and the summary by node type of the regular runs.
+    In: the tool's whole stdout+stderr, with or without log prefixes (``INFO: ``, absl ``I0000 ...] ``,
+    LiteRT's ``[file:line] ``, logcat). Out: ``ParsedBenchmark`` with latency (init, first, warm-up mean,
+    mean, and from the regular-run ``count=`` line count/min/max/std plus median/p5/p95 where the tool
+    prints them), memory (``init``/``overall`` MB) when printed, and with ``--enable_op_profiling`` (or
+    LiteRT's ``--use_profiler``) the run-order table, the top ops and the summary by node type of the
+    regular runs. Each figure comes from the most precise line that carries it: TFLite's us summary and
+    ``count=`` lines first, LiteRT's two-decimal ms summary only for what they lack (its only figures when
+    that is all that was printed).
     Raises ``UnparsableOutputError`` (message quotes the output's tail) when neither a timings summary
     nor a regular-run ``count=`` line is present, e.g. after ``Benchmarking failed.`` or a crash.
     """
     lines = _lines(text)
-    count_lines = []
-    for line in lines:
-        m = _COUNT_LINE.match(line.strip())
-        if m:
-            count_lines.append(_count_fields(line.strip()))
-    profile_timings = [
-        _count_fields(m.group(1)) for m in (_TIMINGS_LINE.match(line.strip()) for line in lines) if m
-    ]
+    stripped = [line.strip() for line in lines]
+    count_lines = [_count_fields(line) for line in stripped if _COUNT_LINE.match(line)]
+    profile_timings = [_count_fields(m.group(1)) for m in map(_TIMINGS_LINE.match, stripped) if m]
 
-    joined = "\n".join(lines)
+    joined = "\n".join(stripped)
     new = _NEW_SUMMARY.search(joined)
     old = _OLD_SUMMARY.search(joined)
+    litert, litert_runs = _litert_summary(joined)
     # The regular runs are reported by the last standalone count= line that has first=; the one before
     # it (or a "count=1 curr=" line) is the warm-up.
     regular = next((c for c in reversed(count_lines) if "first" in c), None)
     if regular is None and profile_timings:
         regular = profile_timings[-1]
-    if new is None and old is None and regular is None:
+    if new is None and old is None and regular is None and "Inference (avg)" not in litert:
         raise _unparsable("benchmark_model", "latency figures (no 'Inference timings' or 'count=' line)", text)
+    if regular is None and "Inference (avg)" not in litert_runs:
+        raise _unparsable("benchmark_model", "regular-run 'count=' line (output truncated?)", text)
 
     us = 1e-3
-    init_ms = first_ms = warmup_ms = mean_ms = None
+    summary: dict[str, float] = {}
     if new:
-        init_ms, first_ms, warmup_ms, mean_ms = (float(g) * us for g in new.groups())
+        summary = dict(zip(("init", "first", "warmup", "mean"), (float(g) * us for g in new.groups()), strict=True))
     elif old:
-        warmup_ms, init_ms, mean_ms = (float(g) * us for g in old.groups())
-    if mean_ms is None and regular is not None:
-        mean_ms = regular["avg"] * us
-    if first_ms is None and len(count_lines) >= 2:
-        # Older tools print no "First inference"; the first warm-up run is the first inference.
-        warm = count_lines[0]
-        first = warm.get("first", warm.get("curr") if warm.get("count") == 1 else None)
-        first_ms = first * us if first is not None else None
-    if init_ms is None:
-        m = re.search(rf"Initialized session in ({_NUM})\s*ms", joined)
-        init_ms = float(m.group(1)) if m else None
-
-    if regular is None:
-        raise _unparsable("benchmark_model", "regular-run 'count=' line (output truncated?)", text)
+        summary = dict(zip(("warmup", "init", "mean"), (float(g) * us for g in old.groups()), strict=True))
+    warm = count_lines[0] if len(count_lines) >= 2 else None
+    session = _SESSION.search(joined)
     latency = LatencyStats(
-        count=int(regular["count"]),
-        mean_ms=mean_ms,
-        median_ms=_get(regular, "median", us),
-        min_ms=_get(regular, "min", us),
-        max_ms=_get(regular, "max", us),
-        std_ms=_get(regular, "std", us),
-        init_ms=init_ms,
-        first_ms=first_ms,
-        warmup_ms=warmup_ms,
+        count=int(regular["count"]) if regular else litert_runs["Inference (avg)"],
+        mean_ms=_first(summary.get("mean"), _get(regular, "avg", us), litert.get("Inference (avg)")),
+        median_ms=_first(_get(regular, "median", us), litert.get("Inference (median)")),
+        min_ms=_first(_get(regular, "min", us), litert.get("Inference (min)")),
+        max_ms=_first(_get(regular, "max", us), litert.get("Inference (max)")),
+        std_ms=_first(_get(regular, "std", us), litert.get("Inference (std)")),
+        init_ms=_first(summary.get("init"), float(session.group(1)) if session else None,
+                       litert.get("Model initialization")),
+        # Older tools print no "First inference"; the first warm-up run is the first inference.
+        first_ms=_first(summary.get("first"), _get(warm, "first", us),
+                        _get(warm, "curr", us) if warm and warm.get("count") == 1 else None,
+                        litert.get("Warmup (first)")),
+        warmup_ms=_first(summary.get("warmup"), _get(warm, "avg", us), litert.get("Warmup (avg)")),
+        p5_ms=_first(_get(regular, "p5", us), litert.get("Inference (p5)")),
+        p95_ms=_first(_get(regular, "p95", us), litert.get("Inference (p95)")),
     )
 
-    memory = None
     mem = _MEMORY.search(joined)
     polled = _PEAK_POLLED.search(joined)
-    if mem or polled:
-        memory = MemoryStats(
-            init_mb=float(mem.group(1)) if mem else None,
-            overall_mb=float(polled.group(1)) if polled else float(mem.group(2)),
-        )
+    init_mb = _first(float(mem.group(1)) if mem else None, litert.get("Init footprint"))
+    overall_mb = _first(float(polled.group(1)) if polled else None, litert.get("Peak memory"),
+                        float(mem.group(2)) if mem else None, litert.get("Overall footprint"))
+    memory = MemoryStats(init_mb, overall_mb) if init_mb is not None or overall_mb is not None else None
 
-    op_profile, top_ops, summary = _parse_op_tables(lines)
-    return ParsedBenchmark(latency, memory, op_profile, top_ops, summary)
+    op_profile, top_ops, op_types = _parse_op_tables(lines)
+    return ParsedBenchmark(latency, memory, op_profile, top_ops, op_types)
+
+
+def _litert_summary(joined: str) -> tuple[dict[str, float], dict[str, int]]:
+    """LiteRT's "BENCHMARK RESULTS" block: each figure (ms or MB) by its label, and the run counts."""
+    values: dict[str, float] = {}
+    runs: dict[str, int] = {}
+    for label, value, count in _LITERT_FIELD.findall(joined):
+        values[label] = float(value)
+        if count:
+            runs[label] = int(count)
+    return values, runs
 
 
 def _count_fields(line: str) -> dict[str, float]:
@@ -176,6 +205,15 @@ def _get(fields: dict[str, float] | None, key: str, scale: float) -> float | Non
     if fields is None or key not in fields:
         return None
     return fields[key] * scale
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+# A table's columns are read from its header ("[node type]  [start]  [first]  [avg ms]  [%] ..."): the
+# run-order and top tables of older tools have a [start] column, current TFLite and LiteRT drop it.
+_HEADER_COLUMN = re.compile(r"\[([^\]]+)\]")
 
 
 def _parse_op_tables(lines: list[str]) -> tuple[list[OpProfileRow], list[OpProfileRow], list[OpTypeRow]]:
@@ -190,68 +228,55 @@ def _parse_op_tables(lines: list[str]) -> tuple[list[OpProfileRow], list[OpProfi
     top: list[OpProfileRow] = []
     summary: list[OpTypeRow] = []
     section = None
+    columns: list[str] = []
     for line in lines[start:]:
         stripped = line.strip()
         header = _SECTION.match(stripped)
         if header:
-            section = header.group(1)
+            section, columns = header.group(1), []
             continue
-        if not stripped or stripped.startswith("[") or section is None:
-            if stripped.startswith(("Timings", "Number of nodes")):
-                section = None
+        if section is None or not stripped:
             continue
-        if section == "Summary by node type":
-            row = _summary_row(line)
-            if row is None:
-                section = None
-            else:
-                summary.append(row)
+        if stripped.startswith("["):
+            columns = _HEADER_COLUMN.findall(stripped)
             continue
-        row = _op_row(line, len(run_order) if section == "Run Order" else len(top))
+        row = _table_row(stripped, columns)
         if row is None:
             section = None
-        elif section == "Run Order":
-            run_order.append(row)
-        else:
-            top.append(row)
+            continue
+        op_type, values, name = row
+        if section == "Summary by node type":
+            summary.append(OpTypeRow(op_type=op_type, count=int(values["count"]), avg_ms=values["avg ms"],
+                                     percent=values.get("avg %")))
+            continue
+        rows = run_order if section == "Run Order" else top
+        rows.append(OpProfileRow(index=len(rows), op_type=op_type, name=_node_name(name),
+                                 avg_ms=values["avg ms"], percent=values.get("%")))
     return run_order, top, summary
 
 
-def _split_row(line: str, columns: int) -> list[str] | None:
-    if "\t" in line:
-        parts = [p.strip() for p in line.strip("\t ").split("\t")]
-    else:
-        parts = line.split(None, columns - 1)
-    return parts if len(parts) >= columns - 1 else None
+def _table_row(line: str, columns: list[str]) -> tuple[str, dict[str, float], str] | None:
+    """One table row split by its header: ``(node type, numeric columns by name, name)``, or None.
+
+    The node type comes first and may hold blanks ("Convolution (NHWC, QC8) GEMM"), the numeric columns
+    follow, the node name (which may hold blanks too) ends the row; tabs or runs of blanks separate them.
+    """
+    named = bool(columns) and columns[-1] == "Name"
+    numeric = columns[1:-1] if named else columns[1:]
+    needed = {"avg ms"} if named else {"avg ms", "count"}  # an op row, or a per-type summary row
+    if not needed <= set(numeric):
+        return None
+    m = re.fullmatch(rf"(.+?)\s+((?:{_NUM}%?\s+){{{len(numeric) - 1}}}{_NUM}%?)(?:\s+(.*))?", line)
+    if m is None:
+        return None
+    values = {col: float(v.rstrip("%")) for col, v in zip(numeric, m.group(2).split(), strict=True)}
+    return m.group(1), values, m.group(3) or ""
 
 
-def _op_row(line: str, index: int) -> OpProfileRow | None:
-    # [node type] [start] [first] [avg ms] [%] [cdf%] [mem KB] [times called] [Name]
-    parts = _split_row(line, 9)
-    if parts is None:
-        return None
-    try:
-        avg_ms = float(parts[3])
-        percent = float(parts[4].rstrip("%"))
-    except ValueError:
-        return None
-    name = parts[8] if len(parts) > 8 else ""
+def _node_name(name: str) -> str:
+    """A node name without the tool's ":<node index>" suffix and the brackets around TFLite op names."""
     name = re.sub(r":\d+$", "", name).strip()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    return OpProfileRow(index=index, op_type=parts[0], name=name, avg_ms=avg_ms, percent=percent)
-
-
-def _summary_row(line: str) -> OpTypeRow | None:
-    # [Node type] [count] [avg ms] [avg %] [cdf %] [mem KB] [times called]
-    parts = _split_row(line, 7)
-    if parts is None:
-        return None
-    try:
-        return OpTypeRow(op_type=parts[0], count=int(parts[1]), avg_ms=float(parts[2]),
-                         percent=float(parts[3].rstrip("%")))
-    except ValueError:
-        return None
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
 
 
 # --- onnxruntime_perf_test ----------------------------------------------------------------------------

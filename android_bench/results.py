@@ -23,6 +23,8 @@ class LatencyStats:
     init_ms: float | None = None
     first_ms: float | None = None
     warmup_ms: float | None = None  # mean of the warm-up runs
+    p5_ms: float | None = None
+    p95_ms: float | None = None
 
 
 @dataclass

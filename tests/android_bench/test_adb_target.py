@@ -254,6 +254,26 @@ def test_bench_command_with_adb_target(adb, sim_devices, tiny_onnx_file, tmp_pat
     assert run_dirs(sim) == []
 
 
+@pytest.mark.parametrize(("output", "count", "p95_ms"), [
+    ("benchmark_model_android_xnnpack_p5_median_p95.txt", 50, 1373.207),
+    ("benchmark_litert_model_android_sme2_op_profile.txt", 2112, 0.478),
+])
+def test_bench_command_with_a_binary_printing_todays_format(adb, sim_devices, tiny_tflite_file, tmp_path,
+                                                            monkeypatch, output, count, p95_ms):
+    # Since TensorFlow 2.10 every line starts with "INFO: " and the count= lines end in p5= median= p95=.
+    sim, = sim_devices(1, python=None)
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb.server_port))
+    binary = fake_benchmark_model(tmp_path / "benchmark_model", recorded(output))
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", str(tiny_tflite_file), "--target", f"adb:{sim.address}",
+                                       "--benchmark-binary", str(binary), "--accelerator", "cpu", "--runs", "3",
+                                       "--min-secs", "0", "--warmup", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    run, = json.loads((out / "bench.json").read_text())["runs"]
+    assert run["status"] == "ok", run["error"]
+    assert (run["latency"]["count"], run["latency"]["p95_ms"]) == (count, pytest.approx(p95_ms))
+
+
 def test_binary_for_the_wrong_abi_says_so(adb, sim_devices, tiny_tflite_file, tmp_path):
     # no taskset: glibc's execvp (taskset's) would hand a file the kernel refuses to /bin/sh instead
     sim, = sim_devices(1, taskset=False)

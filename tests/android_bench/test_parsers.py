@@ -82,6 +82,107 @@ def test_v28_op_profile_skips_initialisation_tables():
     assert ours["CONV_2D"].avg_ms == pytest.approx(2651.853, abs=0.01)
 
 
+def test_info_prefixed_android_xnnpack_run_with_p5_median_p95():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_model_android_xnnpack_p5_median_p95.txt"))
+    lat = parsed.latency
+    assert lat.count == 50  # the regular runs, not the one-run warm-up "count=1 curr=670083 p5=..." line
+    assert (lat.mean_ms, lat.init_ms, lat.first_ms, lat.warmup_ms) == pytest.approx((699.438, 102.32, 670.083,
+                                                                                     670.083))
+    assert (lat.p5_ms, lat.median_ms, lat.p95_ms) == pytest.approx((502.674, 576.856, 1373.207))
+    assert (lat.min_ms, lat.max_ms, lat.std_ms) == pytest.approx((502.355, 2270.688, 325.425))
+    assert (parsed.memory.init_mb, parsed.memory.overall_mb) == pytest.approx((98.0977, 99.2031))
+
+
+def test_info_prefixed_android_gpu_and_nnapi_delegates():
+    lat = parse_benchmark_model_output(recorded_output("benchmark_model_android_gpu_nnapi_delegates.txt")).latency
+    assert (lat.count, lat.mean_ms, lat.init_ms) == (50, pytest.approx(309.35), pytest.approx(5664.363))
+    assert (lat.first_ms, lat.warmup_ms) == pytest.approx((328.14, 319.036))
+    assert (lat.p5_ms, lat.median_ms, lat.p95_ms) == pytest.approx((306.372, 307.968, 315.711))
+
+
+def test_indented_info_lines_with_exponents():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_model_v2.18_linux_indented_exponents.txt"))
+    lat = parsed.latency
+    assert lat.mean_ms == pytest.approx(1240.27)  # "Inference (avg): 1.24027e+06" us
+    assert lat.warmup_ms == pytest.approx(1357.6)  # "Warmup (avg): 1.3576e+06" us
+    assert (lat.count, lat.median_ms, lat.init_ms) == (50, pytest.approx(1239.807), pytest.approx(5.579))
+    assert (parsed.memory.init_mb, parsed.memory.overall_mb) == pytest.approx((6.36328, 109.832))
+
+
+def test_litert_run_prefers_the_us_count_lines_over_its_ms_summary():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_litert_model_android_sme2_op_profile.txt"))
+    lat = parsed.latency
+    # The regular runs' count=2112 line, not the profiler's "Timings (microseconds): count=3166" line.
+    assert (lat.count, lat.mean_ms, lat.std_ms) == (2112, pytest.approx(0.464545), pytest.approx(0.013))
+    assert (lat.p5_ms, lat.median_ms, lat.p95_ms) == pytest.approx((0.460, 0.462, 0.478))
+    assert (lat.min_ms, lat.max_ms) == pytest.approx((0.442, 0.979))
+    assert lat.init_ms == pytest.approx(4.478)  # "Initialized session in 4.478ms", not "Model initialization: 4.48 ms"
+    assert (lat.first_ms, lat.warmup_ms) == pytest.approx((1.033, 0.465319))  # the warm-up count= line
+    assert (parsed.memory.init_mb, parsed.memory.overall_mb) == pytest.approx((8.94, 11.51))  # LiteRT's summary
+
+
+def test_litert_op_tables_without_start_column():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_litert_model_android_sme2_op_profile.txt"))
+    assert [r.op_type for r in parsed.op_profile] == [
+        "LiteRT::Run[buffer registration]", "AllocateTensors", "Static Reshape (NC)",
+        "Fully Connected (NC, PF32) GEMM", "LiteRT::Run[Buffer sync]"]
+    gemm = parsed.op_profile[3]
+    assert (gemm.index, gemm.name) == (3, "Delegate/Fully Connected (NC, PF32) GEMM")
+    assert (gemm.avg_ms, gemm.percent) == pytest.approx((0.382, 92.948))  # [avg ms] and [%], not [first]
+    assert [r.op_type for r in parsed.top_ops][:2] == ["Fully Connected (NC, PF32) GEMM", "AllocateTensors"]
+    first = parsed.op_type_summary[0]
+    assert (first.op_type, first.count, first.avg_ms, first.percent) == (
+        "Fully Connected (NC, PF32) GEMM", 1, pytest.approx(0.382), pytest.approx(93.171))
+    assert len(parsed.op_type_summary) == 5
+
+
+def test_litert_summary_alone_gives_the_latency():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_litert_model_windows_npu_summary_only.txt"))
+    lat = parsed.latency
+    assert (lat.count, lat.mean_ms) == (2166, pytest.approx(0.46))
+    assert (lat.min_ms, lat.max_ms, lat.std_ms) == pytest.approx((0.35, 0.74, 0.03))
+    assert (lat.init_ms, lat.first_ms, lat.warmup_ms) == pytest.approx((586.76, 4.44, 0.52))
+    assert lat.median_ms is None and lat.p5_ms is None and parsed.memory is None
+
+
+def test_litert_run_between_absl_log_lines():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_litert_model_linux_glog_lines.txt"))
+    lat = parsed.latency
+    assert (lat.count, lat.mean_ms, lat.init_ms) == (1054, pytest.approx(0.947132), pytest.approx(5.757))
+    assert (lat.p5_ms, lat.median_ms, lat.p95_ms) == pytest.approx((0.915, 0.942, 0.991))
+    assert (parsed.memory.init_mb, parsed.memory.overall_mb) == pytest.approx((4.06, 7.07))
+
+
+def test_space_aligned_op_tables_with_multi_word_node_types():
+    parsed = parse_benchmark_model_output(recorded_output("benchmark_model_x86_info_op_profile_tail.txt"))
+    assert (parsed.latency.count, parsed.latency.mean_ms) == (64, pytest.approx(15.3092))  # profiler's Timings line
+    top = parsed.top_ops
+    assert len(top) == 10 and parsed.op_profile == []
+    assert (top[0].op_type, top[0].avg_ms, top[0].percent) == ("TFLite_Detection_PostProcess", pytest.approx(3.653),
+                                                               pytest.approx(23.862))
+    assert top[0].name == ("StatefulPartitionedCall:3, StatefulPartitionedCall:2, StatefulPartitionedCall:1, "
+                           "StatefulPartitionedCall:0")
+    assert (top[4].op_type, top[4].name, top[4].avg_ms) == (
+        "Convolution (NHWC, QC8) IGEMM", "Delegate/Convolution (NHWC, QC8) IGEMM", pytest.approx(0.407))
+    assert top[-1].name == "tfl.quantize"
+    summary = parsed.op_type_summary
+    assert [(r.op_type, r.count) for r in summary[:2]] == [("Convolution (NHWC, QC8) GEMM", 62),
+                                                          ("Convolution (NHWC, QC8) DWConv", 51)]
+    assert (summary[-1].op_type, summary[-1].avg_ms, summary[-1].percent) == (
+        "Max Pooling (NHWC, S8)", pytest.approx(0.018), pytest.approx(0.118))
+    assert len(summary) == 11
+
+
+@pytest.mark.parametrize("prefix", ["I tflite  : ", "07-14 13:14:52.097 22838 22838 I tflite  : ", "   ",
+                                    "I0000 00:00:1758455104.504065   62590 benchmark_tflite_model.cc:1] "])
+@pytest.mark.parametrize("name", ["benchmark_model_v2.8_riscv64_op_profile.txt",
+                                  "benchmark_litert_model_android_sme2_op_profile.txt"])
+def test_any_log_prefix_on_every_line_parses_the_same(prefix, name):
+    text = recorded_output(name)
+    prefixed = "".join(prefix + line for line in text.splitlines(keepends=True))
+    assert parse_benchmark_model_output(prefixed) == parse_benchmark_model_output(text)
+
+
 def test_failed_run_error_quotes_the_tail():
     with pytest.raises(UnparsableOutputError) as info:
         parse_benchmark_model_output(recorded_output("benchmark_model_v2.4_android_nnapi_failed.txt"))
