@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean arm64-root
+.PHONY: install demo test test-fast fuzz lint bench clean arm64-root
 
 install: $(STAMP)
 
@@ -24,11 +24,15 @@ demo: install
 
 # pytest exits 5 when it collected no test: treat that as the failure it is.
 test: install
-	$(BIN)/python -m pytest -q; status=$$?; \
+	$(BIN)/python -m pytest -q -m "not fuzz"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not fuzz"
+
+# The full fuzz campaigns of damaged model files (1,000 per format through check and the host bench).
+fuzz: install
+	$(BIN)/python -m pytest -q -m fuzz -s tests/fuzz
 
 lint: install
 	$(BIN)/ruff check .

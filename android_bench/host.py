@@ -120,6 +120,12 @@ class HostTarget(Target):
             raise ModelFileError(f"host: prepare: model file {model} does not exist")
         if model.suffix.lower() not in (".onnx", ".tflite"):
             raise ModelFileError(f"host: prepare: {model} is not a .onnx or .tflite file")
+        from edgekit.runtimes import open_runtime
+
+        # Loads and runs it once in an isolated child first: a damaged file fails here, in one line, before
+        # any configuration, and the CLI exits 2 as for every bad model file.
+        with open_runtime(model):
+            pass
         self.model = model
         self.model_sha256 = file_sha256(model)
 

@@ -160,10 +160,10 @@ def check_parity(
     raises ModelFileError for an unreadable file and DataError for unusable inputs.
     """
     from edgekit.data import load_inputs
+    from edgekit.limits import check_samples
     from edgekit.runtimes import open_runtime
 
-    if samples < 1:
-        raise DataError(f"--samples must be at least 1, got {samples}")
+    check_samples(samples, reference.input_shape)
     say = progress or (lambda _msg: None)
     inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
     say(f"comparing on {inputs.array.shape[0]} inputs from {inputs.description}")
@@ -271,22 +271,14 @@ def check_exported_file(
     """
     from edgekit.export.metadata import read_metadata
     from edgekit.models import resolve
+    from edgekit.models.file_reference import reference_for_file
 
     meta = read_metadata(exported)
-    spec = model or meta.get("model")
-    if not spec:
-        raise DataError(f"{exported} carries no edgekit metadata naming its model; pass --model NAME")
-    if input_shape is None and meta.get("input_shape"):
-        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
-    if weights is None and not pretrained and meta.get("weights_kind") == "file" and model is None:
-        raise WeightsError(
-            f"{Path(exported).name} was exported with weights from a file; pass the same file with --weights FILE"
-        )
-    if meta.get("weights_kind") == "pretrained" and weights is None and model is None:
-        pretrained = True
-    handle = resolve(spec, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    ref = reference_for_file(exported, meta, model=model, weights=weights, pretrained=pretrained,
+                             input_shape=input_shape)
+    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape)
     recorded = meta.get("weights_sha256")
-    if recorded and model is None and recorded != handle.weights_sha256:
+    if recorded and ref.from_file and recorded != handle.weights_sha256:
         raise WeightsError(
             f"the reference weights (sha256 {handle.weights_sha256[:12]}) differ from those {Path(exported).name} "
             f"was exported with ({recorded[:12]}); pass the original file with --weights FILE"

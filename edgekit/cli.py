@@ -9,6 +9,7 @@ import click
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError
+from edgekit.limits import MAX_THREADS
 
 
 def _progress(message: str) -> None:
@@ -175,7 +176,7 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
 @shape_option
 @data_option
 @samples_option
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=1, show_default=True)
 @click.option("--per-layer", is_flag=True,
               help="int8 ONNX/TFLite: SQNR/cosine of every quantized tensor against the fp32 model, in graph order.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
@@ -190,16 +191,21 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
     if (html_path or calib) and not per_layer:
         raise click.UsageError("--html and --calib apply to --per-layer")
     if per_layer:
+        from edgekit.fileio import ensure_writable_dir, staged_files
         from edgekit.per_layer import per_layer_errors
         from edgekit.report import per_layer_html, render_per_layer, to_json
 
+        if html_path:  # fail before a minute of work, not after it
+            from pathlib import Path
+
+            ensure_writable_dir(Path(html_path).parent)
         layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
                                   input_shape=input_shape, data=data, samples=samples, threads=threads,
                                   calib=calib, progress=_progress)
         if html_path:
-            from pathlib import Path
-
-            Path(html_path).write_text(per_layer_html(layers))
+            with staged_files() as staged:
+                staged.write_text(html_path, per_layer_html(layers))
+                staged.commit()
             _progress(f"wrote {html_path}")
         click.echo(to_json(layers) if as_json else render_per_layer(layers), nl=not as_json)
         return
@@ -220,8 +226,8 @@ def _int_list(_ctx, _param, value):
         values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-    if not values or any(v < 1 for v in values):
-        raise click.BadParameter(f"{value!r}: give positive thread counts such as 1,2,4")
+    if not values or any(not 1 <= v <= MAX_THREADS for v in values):
+        raise click.BadParameter(f"{value!r}: give thread counts from 1 to {MAX_THREADS} such as 1,2,4")
     return values
 
 
@@ -312,7 +318,7 @@ def devices_command(adb_path, as_json) -> None:
 @shape_option
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded and run per step (memory stays at one batch).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy report as JSON on stdout.")
 @_one_line_errors
 def eval_command(model_or_file, data, compare, weights, input_shape, batch_size, threads, as_json) -> None:
@@ -388,7 +394,7 @@ def _multipliers(_ctx, _param, value):
               help="Input height and width of every network (default 28).")
 @click.option("--widths", callback=_multipliers, default="1,2,4", show_default=True, metavar="1,2,4",
               help="Width columns: the paper's x1, x2, x4 (G3/G4: its three c values).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=1, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="Interleaved timing rounds; each network keeps its best.")
 @click.option("--min-secs", type=click.FloatRange(min=0), default=0.2, show_default=True,

@@ -144,15 +144,20 @@ def per_layer_errors(
     from edgekit.export.metadata import read_metadata
     from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
     from edgekit.export.passes import apply_shuffle_passes
+    from edgekit.export.ptq_steps import is_reproducible_calib
+    from edgekit.runtimes.vetting import vet_model_file
 
     path = Path(exported)
     say = progress or (lambda _msg: None)
     meta = read_metadata(path)
-    if meta.get("equalized") == "true" and meta.get("equalization_calib") == "folder":
+    if meta.get("equalized") == "true" and not is_reproducible_calib(meta.get("equalization_calib", "default")):
+        # A folder's path is never stored, and a file is never trusted to choose which files edgekit reads.
         if calib is None:
             raise DataError(f"{path.name} was equalized on a calibration folder, so its float reference must be too: "
                             "pass --calib DIR with the folder it was exported with")
         meta = {**meta, "equalization_calib": str(calib)}
+    if path.suffix.lower() in (".onnx", ".tflite"):  # engines below open it without delegates or fusions
+        vet_model_file(path, xnnpack=False, optimization="disable")
     if path.suffix.lower() == ".tflite":
         return _tflite_per_layer(path, meta, model=model, weights=weights, pretrained=pretrained,
                                  input_shape=input_shape, data=data, samples=samples, say=say)
@@ -163,7 +168,7 @@ def per_layer_errors(
     if not found:
         raise ModelFileError(f"{path.name} has no quantized activations (QuantizeLinear/DequantizeLinear); "
                              "--per-layer compares an int8 QDQ file with its float model")
-    handle = _reference(path, meta, model, weights, pretrained, input_shape)
+    handle = _reference(path, meta, model, weights, pretrained, input_shape, samples)
     say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
     fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
     fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
@@ -226,17 +231,17 @@ def _equalization_calib(meta: dict[str, str], default):
     return default if text == "default" else text
 
 
-def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, input_shape):
+def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, input_shape, samples: int):
+    """The float reference ``path`` is compared with, after checking ``samples`` fits its input shape."""
+    from edgekit.limits import check_samples
     from edgekit.models import resolve
+    from edgekit.models.file_reference import reference_for_file
 
-    spec = model or meta.get("model")
-    if not spec:
-        raise DataError(f"--per-layer needs the float reference of {path.name}, which carries no edgekit metadata: "
-                        "pass --model NAME or --model file.py:factory (with --weights FILE for your weights)")
-    if input_shape is None and meta.get("input_shape"):
-        input_shape = tuple(int(d) for d in meta["input_shape"].split(","))
-    return resolve(spec, weights=weights, pretrained=pretrained or meta.get("weights_kind") == "pretrained",
-                   input_shape=input_shape)
+    ref = reference_for_file(path, meta, model=model, weights=weights, pretrained=pretrained,
+                             input_shape=input_shape, purpose="compare per layer")
+    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape)
+    check_samples(samples, handle.input_shape)
+    return handle
 
 
 class _Accumulator:
@@ -302,12 +307,12 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     if not quantized:
         raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "
                              "float model")
-    handle = _reference(path, meta, model, weights, pretrained, input_shape)
+    handle = _reference(path, meta, model, weights, pretrained, input_shape, samples)
     pixels = meta.get("input_normalization") == "in-model"  # the int8 file reads pixels: its reference too
     say(f"exporting the fp32 TFLite reference {handle.name} to compare {len(quantized)} int8 tensors")
     with tempfile.TemporaryDirectory(prefix="edgekit-per-layer-") as tmp:
         calib = _equalization_calib(meta, default=100)
-        fp32 = export_tflite(str(model or meta.get("model")), weights=weights, pretrained=pretrained,
+        fp32 = export_tflite(str(model or handle.name), weights=weights, pretrained=pretrained,
                              input_shape=handle.input_shape, output_dir=tmp, check=False, calib=calib,
                              equalize=calib is not None, fold_normalization=pixels,
                              shuffle_lowering=meta.get("shuffle_lowering") or "auto")

@@ -18,8 +18,13 @@ def equalization_fields(equalized: bool, calib) -> dict[str, str]:
     if not equalized:
         return {"equalized": "false"}
     text = "default" if calib is None else str(calib)
-    reproducible = text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
-    return {"equalized": "true", "equalization_calib": text if reproducible else "folder"}
+    return {"equalized": "true", "equalization_calib": text if is_reproducible_calib(text) else "folder"}
+
+
+def is_reproducible_calib(text: str) -> bool:
+    """Whether a calibration spec names data edgekit generates or ships (a count, ``digits``), as opposed to
+    a folder; only such specs are stored in or taken from a file's metadata."""
+    return text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
 
 
 def equalize(onnx_model, images_nchw: np.ndarray, notes: list[str], say: Callable[[str], None]):

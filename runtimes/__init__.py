@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import ModelFileError
+from edgekit.errors import EdgekitError, ModelFileError
 
-from .base import Runtime, TensorSpec
+from .base import Runtime, TensorSpec, check_model_file, check_threads, one_line
 
 __all__ = ["Runtime", "TensorSpec", "SUPPORTED_SUFFIXES", "open_runtime", "runtime_versions"]
 
@@ -28,6 +28,7 @@ def open_runtime(
     xnnpack: bool = True,
     optimization: str = "all",
     input_shape: tuple[int, ...] | None = None,
+    vet: bool = True,
 ) -> Runtime:
     """Open the runtime that fits ``model_or_path``.
 
@@ -35,7 +36,9 @@ def open_runtime(
     ``edgekit.models.ModelHandle``) -> ``TorchRuntime``; a path ending in ``.onnx`` -> ``OnnxRuntime``
     (``optimization``: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``); a path ending in
     ``.tflite`` -> ``LiteRTRuntime`` (``xnnpack`` keeps or removes the default XNNPACK delegate).
-    ``threads`` applies to every engine; ``input_shape`` (NCHW) only to PyTorch modules.
+    ``threads`` applies to every engine; ``input_shape`` (NCHW) only to PyTorch modules. ``vet`` (files
+    only) first loads and runs the file once in an isolated child (``vetting.vet_model_file``), so a damaged
+    file cannot crash the caller; files edgekit wrote in this process and files vetted before skip it.
     Out: an open ``Runtime``; close it or use it as a context manager.
     Raises: ``ModelFileError`` for an unsupported suffix or a missing, empty or corrupt model file;
     ``EdgekitError`` for invalid options or a missing LiteRT package.
@@ -43,18 +46,33 @@ def open_runtime(
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
         suffix = path.suffix.lower()
-        if suffix == ".onnx":
-            from .onnx_runtime import OnnxRuntime
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise ModelFileError(
+                f"cannot run {path}: unknown model file type {suffix or '(no suffix)'!r}; "
+                f"supported are {', '.join(SUPPORTED_SUFFIXES)} files and torch.nn.Module objects"
+            )
+        check_threads(threads)
+        check_model_file(path, "ONNX" if suffix == ".onnx" else "TFLite")
+        if vet:
+            from .vetting import vet_model_file
 
-            return OnnxRuntime(path, threads=threads, optimization=optimization)
-        if suffix == ".tflite":
+            vet_model_file(path, threads=threads, xnnpack=xnnpack, optimization=optimization)
+        try:
+            if suffix == ".onnx":
+                from .onnx_runtime import OnnxRuntime
+
+                return OnnxRuntime(path, threads=threads, optimization=optimization)
             from .litert_runtime import LiteRTRuntime
 
             return LiteRTRuntime(path, threads=threads, xnnpack=xnnpack)
-        raise ModelFileError(
-            f"cannot run {path}: unknown model file type {suffix or '(no suffix)'!r}; "
-            f"supported are {', '.join(SUPPORTED_SUFFIXES)} files and torch.nn.Module objects"
-        )
+        except EdgekitError:
+            raise
+        except Exception as exc:  # an engine's own error while reading a damaged file's details
+            engine = "ONNX Runtime" if suffix == ".onnx" else "LiteRT"
+            raise ModelFileError(
+                f"{engine} cannot open {path.name} ({exc.__class__.__name__}: {one_line(exc)}); the file is likely "
+                "damaged: re-export it"
+            ) from exc
 
     from torch import nn
 

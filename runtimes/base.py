@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from edgekit.errors import DataError, EdgekitError, ModelFileError
+from edgekit.limits import MAX_THREADS
 
 Layout = Literal["NCHW", "NHWC"]
 
@@ -70,7 +71,25 @@ class Runtime(ABC):
         """
         if self._closed:
             raise RuntimeError(f"{self.name} runtime is closed")
-        return self._run(as_float32(x))
+        x = as_float32(x)
+        try:
+            return self._run(x)
+        except EdgekitError:
+            raise
+        except MemoryError:
+            raise DataError(f"{self.name} ran out of memory on a batch of shape {x.shape}; pass fewer samples "
+                            "or a smaller input shape") from None
+        except Exception as exc:  # an engine's own error class: never a traceback for a bad file
+            raise self._run_error(exc) from exc
+
+    def _run_error(self, exc: Exception) -> EdgekitError:
+        """The one-line error for an engine failure during ``run`` (file runtimes blame the file)."""
+        path = getattr(self, "path", None)
+        what = Path(path).name if path is not None else "the model"
+        return ModelFileError(
+            f"{self.name} failed running {what} ({exc.__class__.__name__}: {one_line(exc)}); the file is likely "
+            "damaged: re-export it"
+        )
 
     @property
     def precision(self) -> str:
@@ -191,9 +210,10 @@ def collect_outputs(results: list[list[np.ndarray]], specs: Sequence[TensorSpec]
 
 
 def check_threads(threads: int) -> int:
-    """Return ``threads`` if it is a positive int, else raise ``EdgekitError``."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise EdgekitError(f"threads must be a positive integer, got {threads!r}")
+    """Return ``threads`` if it is an int from 1 to ``MAX_THREADS``, else raise ``EdgekitError``."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise EdgekitError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r} "
+                           f"(this machine has {os.cpu_count()} cores)")
     return threads
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UserModelError
 
-from .base import Runtime, TensorSpec, check_threads, to_model_layout
+from .base import Runtime, TensorSpec, check_threads, one_line, to_model_layout
 
 
 class TorchRuntime(Runtime):
@@ -62,6 +62,12 @@ class TorchRuntime(Runtime):
                 for i, y in enumerate(outputs)
             ]
         return outputs
+
+    def _run_error(self, exc: Exception) -> EdgekitError:
+        return UserModelError(
+            f"the PyTorch model raised {exc.__class__.__name__} ({one_line(exc)}) on input of shape "
+            f"{self.inputs[0].shape}; fix the model or pass the --input-shape it takes"
+        )
 
     def _close(self) -> None:
         del self.module

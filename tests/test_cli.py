@@ -155,7 +155,10 @@ def test_user_factory_exports_and_checks(tmp_path, factory_file):
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
     assert files == ["tiny.html", "tiny.json", "tiny.onnx"]
-    check = run_cli("check", str(out / "tiny.onnx"), "--json")
+    # The file names its factory, but a file never chooses code to run: the user passes --model themselves.
+    refused = run_cli("check", str(out / "tiny.onnx"))
+    assert refused.exit_code == 2 and "pass --model" in refused.output
+    check = run_cli("check", str(out / "tiny.onnx"), "--model", f"{factory_file}:tiny", "--json")
     assert check.exit_code == 0, check.output
     assert '"passed": true' in check.stdout
 
@@ -182,7 +185,8 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, factory_file):
     out = tmp_path / "o"
     assert run_cli("export", "--model", f"{factory_file}:tiny", "--input-shape", "1,3,32,32", "--no-check",
                    "--output", str(out)).exit_code == 0
-    result = run_cli("check", str(out / "tiny.onnx"), "--data", str(folder), "--json")
+    result = run_cli("check", str(out / "tiny.onnx"), "--model", f"{factory_file}:tiny", "--data", str(folder),
+                     "--json")
     assert result.exit_code == 0, result.output
     assert '"skipped_images": 1' in result.stdout and '"samples": 3' in result.stdout
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from edgekit.errors import DataError, UnknownModelError, UserModelError, WeightsError
+from edgekit.limits import check_input_memory
 from edgekit.models import registry
 from edgekit.models.user_model import factory_name, is_factory_spec, load_factory
 from edgekit.models.weights import apply_state_dict, load_state_dict_file, state_dict_sha256
@@ -85,6 +86,8 @@ def resolve(
     ``DataError`` (bad or missing input shape), each with a one-line message.
     """
     shape = parse_input_shape(input_shape) if input_shape is not None else None
+    if shape is not None:
+        check_input_memory(shape)
 
     if registry.is_registered(spec):
         meta = registry.model_metadata(spec)

@@ -227,7 +227,9 @@ def test_cli_bench_bad_input(tmp_path):
     result = runner.invoke(main, ["bench", str(tmp_path / "nope.onnx")])
     assert result.exit_code == 2 and "does not exist" in result.stderr
     result = runner.invoke(main, ["bench", str(tmp_path / "nope.onnx"), "--threads", "0"])
-    assert result.exit_code == 2 and "positive thread counts" in result.output
+    assert result.exit_code == 2 and "thread counts from 1 to 256" in result.output
+    result = runner.invoke(main, ["bench", str(tmp_path / "nope.onnx"), "--threads", "1,100000"])
+    assert result.exit_code == 2 and "thread counts from 1 to 256" in result.output
     result = runner.invoke(main, ["bench", str(tmp_path / "nope.onnx"), "--accelerator", "tpu"])
     assert result.exit_code == 2 and "choose from" in result.output
 
