@@ -277,6 +277,10 @@ def bench_command(model_file, target_spec, threads, accelerator, runs, min_secs,
 
     if not Path(model_file).is_file():
         raise ModelFileError(f"model file {model_file} does not exist; pass an exported .tflite or .onnx file")
+    if target_spec != "host":  # host targets run the file once in isolation when they prepare it
+        from edgekit.runtimes.vetting import validate_model_file
+
+        validate_model_file(model_file)
     options = {}
     if target_spec != "host":
         options = {"benchmark_binary": benchmark_binary, "download_binary": download_binary,

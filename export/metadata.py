@@ -50,3 +50,43 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             ) from None
         return {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
     return {}
+
+
+def with_metadata_fields(content: bytes, suffix: str, fields: dict[str, str]) -> bytes:
+    """``content`` (an .onnx or .tflite file's bytes) with ``fields`` added to its edgekit metadata.
+
+    Only the metadata changes: graphs, weights and every other byte of meaning stay as they were, so a
+    parity proven on ``content`` holds for the result. Deterministic for the same input.
+    """
+    if suffix == ".onnx":
+        import onnx
+
+        model = onnx.load_from_string(content)
+        keep = [(p.key, p.value) for p in model.metadata_props if p.key[len(PREFIX):] not in fields]
+        del model.metadata_props[:]
+        merged = dict(keep) | dict(onnx_metadata_props(fields))
+        for key in sorted(merged):
+            model.metadata_props.add(key=key, value=merged[key])
+        return model.SerializeToString()
+    if suffix == ".tflite":
+        from edgekit.export.tflite.writer import with_tflite_metadata
+
+        return with_tflite_metadata(content, fields)
+    raise ValueError(f"no edgekit metadata in {suffix!r} files")
+
+
+#: The metadata key under which an export records the parity it proved (``check`` compares against it).
+EXPORT_PARITY_KEY = "export_parity"
+
+
+def export_parity_fields(parity) -> dict[str, str]:
+    """The parity an export proved, as metadata: inputs used and each output's cosine and SQNR (rounded, so
+    the file stays byte-deterministic on one machine)."""
+    summary = {
+        "data": parity.data,
+        "samples": parity.samples,
+        "precision": parity.precision,
+        "outputs": {o.name: {"cosine": round(o.cosine, 6), "sqnr_db": round(min(o.sqnr_db, 999.0), 2)}
+                    for o in parity.outputs},
+    }
+    return {EXPORT_PARITY_KEY: json.dumps(summary, sort_keys=True)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgekit.check import Progress, check_parity
 from edgekit.errors import ParityError
+from edgekit.export.metadata import export_parity_fields, with_metadata_fields
 from edgekit.export.result import ExportResult
 from edgekit.fileio import sha256_bytes, staged_files
 from edgekit.runtimes.vetting import trust_written
@@ -74,6 +75,10 @@ def publish(
                     f"parity check failed ({'; '.join(parity.failures)}); nothing was written — "
                     "rerun with --no-check to keep the file for inspection"
                 )
+            # The file records what it proved, so a later `edgekit check` can tell a changed file from a good one.
+            content = with_metadata_fields(content, model_path.suffix, export_parity_fields(parity))
+            staged_model.write_bytes(content)
+            trust_written(content)
         result = make_result(parity=parity, file_size=len(content), file_sha256=sha256_bytes(content))
         result.seconds = dict(clock.seconds)
         report_path = Path(result.report_path)

@@ -43,6 +43,24 @@ def trust_written(content: bytes) -> None:
         _written.add(hashlib.sha256(content).hexdigest())
 
 
+def validate_model_file(path: str | os.PathLike[str]) -> None:
+    """The checks that need no engine: a TFLite file's structure (``tflite_structure``), an ONNX file's
+    protobuf and ``onnx.checker``. For files that run elsewhere (a phone): raises ``ModelFileError``."""
+    path = Path(path)
+    if path.suffix.lower() == ".tflite":
+        from .tflite_structure import validate_tflite_file
+
+        validate_tflite_file(path)
+    elif path.suffix.lower() == ".onnx":
+        import onnx
+
+        try:
+            onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+        except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError
+            raise ModelFileError(f"{path} is not a valid ONNX model ({exc.__class__.__name__}: "
+                                 f"{' '.join(str(exc).split())[:160]}); re-export it") from None
+
+
 def vet_model_file(
     path: str | os.PathLike[str],
     *,

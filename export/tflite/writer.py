@@ -192,3 +192,21 @@ def read_tflite_metadata(content: bytes) -> dict:
             buffer = model.Buffers(entry.Buffer())
             return json.loads(buffer.DataAsNumpy().tobytes().decode("utf-8"))
     return {}
+
+
+def with_tflite_metadata(content: bytes, fields: dict) -> bytes:
+    """``content`` re-serialised with ``fields`` merged into its "edgekit" metadata entry (added if absent);
+    tensors, operators and buffers are carried over unchanged."""
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    merged = {**read_tflite_metadata(content), **fields}
+    blob = np.frombuffer(json.dumps(merged, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    entries = [m for m in (model.metadata or []) if m.name in (b"edgekit", "edgekit")]
+    if entries:
+        model.buffers[entries[0].buffer].data = blob
+    else:
+        model.buffers.append(schema.BufferT(data=blob))
+        model.metadata = [*(model.metadata or []), schema.MetadataT(name="edgekit", buffer=len(model.buffers) - 1)]
+    builder = flatbuffers.Builder(len(content) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output())
