@@ -132,10 +132,12 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
                    normalized_input, target_cpu, calib, io, weights, pretrained, input_shape, output_dir,
                    shuffle_lowering, opset, no_check, data, samples, as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
+    from edgekit.data.inputs import check_data_source
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
     from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
     from edgekit.report import render_export, to_json
 
+    check_data_source(data)  # before seconds of export work, not after them
     common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
                   check=not no_check, data=data, samples=samples, progress=_progress)
     if target_cpu and not (fmt == "onnx" and int8):
@@ -190,6 +192,9 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
     """Prove an exported .onnx/.tflite computes what the PyTorch model computes (exit 1 if not)."""
     if (html_path or calib) and not per_layer:
         raise click.UsageError("--html and --calib apply to --per-layer")
+    from edgekit.data.inputs import check_data_source
+
+    check_data_source(data)
     if per_layer:
         from edgekit.fileio import ensure_writable_dir, staged_files
         from edgekit.per_layer import per_layer_errors
@@ -198,7 +203,13 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
         if html_path:  # fail before a minute of work, not after it
             from pathlib import Path
 
-            ensure_writable_dir(Path(html_path).parent)
+            from edgekit.errors import OutputError
+
+            try:
+                ensure_writable_dir(Path(html_path).parent)
+            except OutputError:
+                raise OutputError(f"cannot write --html {html_path}: its folder cannot be created or written; pass "
+                                  "--html with a writable path") from None
         layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
                                   input_shape=input_shape, data=data, samples=samples, threads=threads,
                                   calib=calib, progress=_progress)
@@ -439,6 +450,8 @@ def report_command(run_dir, output_dir) -> None:
     from edgekit.report import write_run_report
 
     paths = write_run_report(run_dir, output_dir)
+    for line in paths["skipped"]:
+        _progress(f"not included: {line}")
     click.echo(f"wrote {paths['html']} and {paths['markdown']}")
 
 

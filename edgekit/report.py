@@ -1099,20 +1099,25 @@ def run_dir_html(found: RunDirectory) -> str:
         "table{border-collapse:collapse}", "table{border-collapse:collapse;margin:0.5em 0;font-size:13px}")
 
 
-def write_run_report(path: str | Path, output: str | Path | None = None) -> dict[str, Path]:
+def write_run_report(path: str | Path, output: str | Path | None = None) -> dict[str, Any]:
     """Render everything in run directory ``path`` to ``report.html`` and ``report.md`` (in ``output``,
-    default ``path``). Out: ``{"html", "markdown"}`` -> path. Raises ``OutputError``."""
+    default ``path``), each written atomically. Out: ``{"html", "markdown"}`` -> path, and ``"skipped"``:
+    one line per file left out of the report, with why. Raises ``OutputError``."""
     from edgekit.errors import OutputError
+    from edgekit.fileio import ensure_writable_dir, staged_files
 
     found = collect_run_dir(path)
     out = Path(output) if output is not None else Path(path)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(out)
         paths = {"html": out / "report.html", "markdown": out / "report.md"}
-        paths["html"].write_text(run_dir_html(found))
-        paths["markdown"].write_text(run_dir_markdown(found))
+        with staged_files() as staged:  # both appear whole, or neither changes
+            staged.write_text(paths["html"], run_dir_html(found))
+            staged.write_text(paths["markdown"], run_dir_markdown(found))
+            staged.commit()
     except OSError as exc:
         raise OutputError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    paths["skipped"] = list(found.skipped)
     return paths
 
 

@@ -196,3 +196,12 @@ def test_installed_console_script_reports_errors_in_one_line(tmp_path):
     proc = subprocess.run([str(exe), "check", str(tmp_path / "nothing.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nothing.onnx" in proc.stderr
+
+
+def test_a_missing_data_folder_fails_before_the_export_work(tmp_path):
+    out = tmp_path / "o"
+    result = run_cli("export", "--model", "shufflenet_v2_digits", "--data", str(tmp_path / "nope"),
+                     "--output", str(out))
+    assert_one_line_error(result, "nope")
+    assert "it does not exist" in result.output and "exporting" not in result.output
+    assert not out.exists()

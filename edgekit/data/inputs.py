@@ -31,6 +31,18 @@ class InputSet:
     labels: list[int | None] | None = None
 
 
+def check_data_source(source: str | os.PathLike[str] | None) -> None:
+    """Fail fast on a ``--data`` value ``load_inputs`` would refuse later: not ``bundled``, not ``digits`` and
+    not an existing folder. Reads no image. Raises ``DataError``."""
+    if source is None or str(source) in ("bundled", "digits"):
+        return
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"input data {source} is not a folder: {describe_path(path)}; pass a folder of images or 'bundled'"
+        )
+
+
 def load_inputs(
     source: str | os.PathLike[str] | None,
     count: int,
@@ -67,11 +79,8 @@ def load_inputs(
         desc = f"{n} held-out scikit-learn digits at {height}x{width}"
         return InputSet(preprocess(images[:n], mean, std, channels), desc, 0, [int(v) for v in labels[:n]])
 
+    check_data_source(source)
     path = Path(source).expanduser()
-    if not path.is_dir():
-        raise DataError(
-            f"input data {source} is not a folder: {describe_path(path)}; pass a folder of images or 'bundled'"
-        )
     reader = ImageFolderReader(path, size=size)
     pairs = list(islice(iter(reader), count))
     if not pairs:
