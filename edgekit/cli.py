@@ -10,6 +10,7 @@ import click
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 from edgekit.limits import MAX_THREADS
+from edgekit.stdout_redirect import stdout_to_stderr
 
 
 def _progress(message: str) -> None:
@@ -63,7 +64,8 @@ def models_command(as_json: bool) -> None:
     from edgekit.models import list_models
     from edgekit.report import render_models, to_json
 
-    infos = list_models()
+    with stdout_to_stderr():
+        infos = list_models()
     click.echo(to_json(infos) if as_json else render_models(infos), nl=not as_json)
 
 
@@ -151,22 +153,25 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
     if fmt == "tflite":
         if opset is not None:
             raise click.UsageError("--opset applies to --format onnx only")
-        result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
-                               calib_method=calib_method or "percentile",
-                               shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **quant, **common)
+        with stdout_to_stderr():
+            result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
+                                   calib_method=calib_method or "percentile",
+                                   shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **quant, **common)
     elif int8:
         from edgekit.export.onnx_int8 import DEFAULT_CALIB_METHOD, INT8_SHUFFLE_LOWERING, export_onnx_int8
 
-        result = export_onnx_int8(model or "shufflenet_v2_x1_0", calib=calib,
-                                  calib_method=calib_method or DEFAULT_CALIB_METHOD, target_cpu=target_cpu,
-                                  shuffle_lowering=shuffle_lowering or INT8_SHUFFLE_LOWERING,
-                                  opset=opset or DEFAULT_OPSET, **quant, **common)
+        with stdout_to_stderr():
+            result = export_onnx_int8(model or "shufflenet_v2_x1_0", calib=calib,
+                                      calib_method=calib_method or DEFAULT_CALIB_METHOD, target_cpu=target_cpu,
+                                      shuffle_lowering=shuffle_lowering or INT8_SHUFFLE_LOWERING,
+                                      opset=opset or DEFAULT_OPSET, **quant, **common)
     else:
         if calib is not None:
             raise click.UsageError("--calib applies to --int8 exports")
-        result = export_onnx(model or "shufflenet_v2_x1_0",
-                             shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
-                             opset=opset or DEFAULT_OPSET, **common)
+        with stdout_to_stderr():
+            result = export_onnx(model or "shufflenet_v2_x1_0",
+                                 shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
+                                 opset=opset or DEFAULT_OPSET, **common)
     click.echo(to_json(result) if as_json else render_export(result), nl=not as_json)
 
 
@@ -210,23 +215,25 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
             except OutputError:
                 raise OutputError(f"cannot write --html {html_path}: its folder cannot be created or written; pass "
                                   "--html with a writable path") from None
-        layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
-                                  input_shape=input_shape, data=data, samples=samples, threads=threads,
-                                  calib=calib, progress=_progress)
-        if html_path:
-            with staged_files() as staged:
-                staged.write_text(html_path, per_layer_html(layers))
-                staged.commit()
-            _progress(f"wrote {html_path}")
+        with stdout_to_stderr():
+            layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
+                                      input_shape=input_shape, data=data, samples=samples, threads=threads,
+                                      calib=calib, progress=_progress)
+            if html_path:
+                with staged_files() as staged:
+                    staged.write_text(html_path, per_layer_html(layers))
+                    staged.commit()
+                _progress(f"wrote {html_path}")
         click.echo(to_json(layers) if as_json else render_per_layer(layers), nl=not as_json)
         return
     from edgekit.check import check_exported_file
     from edgekit.report import render_parity, to_json
 
-    report = check_exported_file(
-        exported, model=model, weights=weights, pretrained=pretrained, input_shape=input_shape, data=data,
-        samples=samples, threads=threads, progress=_progress,
-    )
+    with stdout_to_stderr():
+        report = check_exported_file(
+            exported, model=model, weights=weights, pretrained=pretrained, input_shape=input_shape, data=data,
+            samples=samples, threads=threads, progress=_progress,
+        )
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)
     if not report.passed:
         sys.exit(1)
@@ -296,12 +303,13 @@ def bench_command(model_file, target_spec, threads, accelerator, runs, min_secs,
     if target_spec != "host":
         options = {"benchmark_binary": benchmark_binary, "download_binary": download_binary,
                    "progress": _progress}
-    targets = make_targets(target_spec, **options)
-    report = run_benchmarks(
-        model_file, targets, threads=threads, accelerators=accelerator, runs=runs, min_secs=min_secs,
-        warmup=warmup, cooldown=cooldown, op_profile=op_profile, timeout=timeout, progress=_progress,
-    )
-    paths = write_bench_outputs(report, output_dir)
+    with stdout_to_stderr():
+        targets = make_targets(target_spec, **options)
+        report = run_benchmarks(
+            model_file, targets, threads=threads, accelerators=accelerator, runs=runs, min_secs=min_secs,
+            warmup=warmup, cooldown=cooldown, op_profile=op_profile, timeout=timeout, progress=_progress,
+        )
+        paths = write_bench_outputs(report, output_dir)
     _progress(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
     click.echo(to_json(report) if as_json else render_bench(report), nl=not as_json)
     if report.runs and all(r.status == "failed" for r in report.runs):
@@ -318,7 +326,8 @@ def devices_command(adb_path, as_json) -> None:
     from edgekit.android_bench.adb_target import list_devices
     from edgekit.report import render_devices, to_json
 
-    listings = list_devices(adb_path=adb_path)
+    with stdout_to_stderr():
+        listings = list_devices(adb_path=adb_path)
     click.echo(to_json(listings) if as_json else render_devices(listings), nl=not as_json)
 
 
@@ -341,8 +350,9 @@ def eval_command(model_or_file, data, compare, weights, input_shape, batch_size,
     from edgekit.evaluate import evaluate
     from edgekit.report import render_eval, to_json
 
-    report = evaluate(model_or_file, data, compare=compare, weights=weights, input_shape=input_shape,
-                      batch_size=batch_size, threads=threads, progress=_progress)
+    with stdout_to_stderr():
+        report = evaluate(model_or_file, data, compare=compare, weights=weights, input_shape=input_shape,
+                          batch_size=batch_size, threads=threads, progress=_progress)
     click.echo(to_json(report) if as_json else render_eval(report), nl=not as_json)
 
 
@@ -378,9 +388,11 @@ def analyze_command(model, input_shape, profile, measure_target, g1_excess, max_
         from edgekit.android_bench import make_targets, run_benchmark
 
         _progress(f"profiling {model} on {measure_target}")
-        profile = run_benchmark(model, make_targets(measure_target)[0], op_profile=True, runs=20, min_secs=0.5,
-                                progress=_progress)
-    result = analyze(model, input_shape=input_shape, profile=profile, g1_excess=g1_excess)
+        with stdout_to_stderr():
+            profile = run_benchmark(model, make_targets(measure_target)[0], op_profile=True, runs=20,
+                                    min_secs=0.5, progress=_progress)
+    with stdout_to_stderr():
+        result = analyze(model, input_shape=input_shape, profile=profile, g1_excess=g1_excess)
     if output_dir:
         from edgekit.fileio import ensure_writable_dir
 
@@ -427,11 +439,12 @@ def guidelines_command(target_spec, spatial, widths, threads, rounds, min_secs, 
     from edgekit.guidelines import DEFAULT_SPATIAL, run_guidelines
     from edgekit.report import guidelines_markdown, render_guidelines, to_json
 
-    report = run_guidelines(
-        target_spec, spatial=spatial or DEFAULT_SPATIAL, multipliers=widths, threads=threads, rounds=rounds,
-        min_secs=min_secs, output_dir=output_dir,
-        formats=("tflite", "onnx") if formats == "both" else (formats,), progress=_progress,
-    )
+    with stdout_to_stderr():
+        report = run_guidelines(
+            target_spec, spatial=spatial or DEFAULT_SPATIAL, multipliers=widths, threads=threads, rounds=rounds,
+            min_secs=min_secs, output_dir=output_dir,
+            formats=("tflite", "onnx") if formats == "both" else (formats,), progress=_progress,
+        )
     out = ensure_writable_dir(output_dir)
     (out / "guidelines.json").write_text(to_json(report))
     (out / "guidelines.md").write_text(guidelines_markdown(report))
@@ -449,7 +462,8 @@ def report_command(run_dir, output_dir) -> None:
     HTML page and Markdown."""
     from edgekit.report import write_run_report
 
-    paths = write_run_report(run_dir, output_dir)
+    with stdout_to_stderr():
+        paths = write_run_report(run_dir, output_dir)
     for line in paths["skipped"]:
         _progress(f"not included: {line}")
     click.echo(f"wrote {paths['html']} and {paths['markdown']}")

@@ -122,6 +122,17 @@ def quantize_onnx_model(
         extra["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
                                                    "rmax": np.float32(PIXEL_RANGE[1])}]}
     input_name = onnx_model.graph.input[0].name
+    # ORT advises "pre-processing before quantization" (shape inference and graph optimisation) on every call,
+    # as a warning on the root logger. The graph here is already simplified by onnxsim with shapes inferred,
+    # so the advice only alarms users: drop that one message, nothing else.
+    import logging
+
+    def not_preprocessing_advice(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization.quantize")]
+    for logger in loggers:
+        logger.addFilter(not_preprocessing_advice)
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
         src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(onnx_model, src)
@@ -135,6 +146,9 @@ def quantize_onnx_model(
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"ONNX Runtime quantize_static failed: {type(exc).__name__}: {first}") from None
+        finally:
+            for logger in loggers:
+                logger.removeFilter(not_preprocessing_advice)
         quantized = onnx.load(dst)
     return fuse_pixel_prologue(quantized) if prologue else quantized
 
