@@ -9,6 +9,7 @@ from typing import Any
 
 from edgekit.analysis.costs import OpNode, layer_cost
 from edgekit.analysis.findings import G1_EXCESS, all_findings, segment_label, segments
+from edgekit.analysis.folded_shuffles import regroup_split_layers
 from edgekit.analysis.profile import compare_profile, load_profile, measured_elementwise_share, profile_rows
 from edgekit.analysis.results import Analysis, LayerCost, OpTypeShare
 from edgekit.errors import DataError, UserModelError
@@ -35,6 +36,7 @@ def analyze(
     """
     notes: list[str] = []
     params: int | None = None
+    folded_shuffles = False
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() in FILE_SUFFIXES:
         path = Path(model)
         if path.suffix.lower() == ".onnx":
@@ -47,6 +49,7 @@ def analyze(
 
             nodes, inputs, notes = tflite_nodes(path)
             kind = "tflite"
+            folded_shuffles = _shuffle_lowering(path) == "folded"
         source = str(path)
     else:
         module, source, shape = _module(model, input_shape)
@@ -60,13 +63,26 @@ def analyze(
         inputs, kind = [list(shape)], "pytorch"
         params = sum(p.numel() for p in module.parameters())
     return build_analysis(nodes, source=source, source_kind=kind, input_shapes=inputs, params=params, notes=notes,
-                          profile=profile, g1_excess=g1_excess)
+                          profile=profile, g1_excess=g1_excess, folded_shuffles=folded_shuffles)
+
+
+def _shuffle_lowering(path: Path) -> str | None:
+    """The channel-shuffle lowering edgekit's metadata in ``path`` records (None for other files)."""
+    from edgekit.errors import ModelFileError
+    from edgekit.export.metadata import read_metadata
+
+    try:
+        return read_metadata(path).get("shuffle_lowering")
+    except ModelFileError:  # damaged metadata: the graph was readable, so analyse it as any file
+        return None
 
 
 def build_analysis(nodes: list[OpNode], *, source: str, source_kind: str, input_shapes: list[list[int]],
                    params: int | None = None, notes: list[str] | None = None, profile: Any = None,
-                   g1_excess: float = G1_EXCESS) -> Analysis:
-    """An ``Analysis`` from a front end's ops (see ``analyze``)."""
+                   g1_excess: float = G1_EXCESS, folded_shuffles: bool = False) -> Analysis:
+    """An ``Analysis`` from a front end's ops (see ``analyze``). ``folded_shuffles``: the ops come from a file
+    whose channel shuffles edgekit folded into split convolutions; G1 then judges the layers as
+    designed (``folded_shuffles.regroup_split_layers``), the costs stay those of the file."""
     layers = [layer_cost(node) for node in nodes]
     _mark_fusable_activations(nodes, layers)
     parts = segments(nodes)
@@ -93,8 +109,15 @@ def build_analysis(nodes: list[OpNode], *, source: str, source_kind: str, input_
         rows, summary, where = (load_profile(profile) if isinstance(profile, (str, Path))
                                 else profile_rows(profile))
         analysis.profile = compare_profile(analysis, rows, summary, where)
+    split = regroup_split_layers(nodes) if folded_shuffles else None
     analysis.findings = all_findings(layers, parts, g1_excess=g1_excess,
-                                     measured_elementwise_share=measured_elementwise_share(analysis.profile))
+                                     measured_elementwise_share=measured_elementwise_share(analysis.profile),
+                                     designed_layers=split.layers if split else None)
+    if split is not None:
+        for finding in analysis.findings:
+            finding.layers = split.file_names(finding.layers)
+        last_g1 = max(i for i, f in enumerate(analysis.findings) if f.guideline == "G1")
+        analysis.findings.insert(last_g1 + 1, split.finding(memory))
     return analysis
 
 

@@ -190,9 +190,12 @@ def g4_findings(layers: list[LayerCost], measured_share: float | None = None,
 
 
 def all_findings(layers: list[LayerCost], parts: list[tuple[list[int], int]], *,
-                 measured_elementwise_share: float | None = None, g1_excess: float = G1_EXCESS) -> list[Finding]:
-    """G1..G4 findings, warnings first within each guideline."""
-    return (g1_findings(layers, g1_excess) + g2_findings(layers) + g3_findings(layers, parts)
+                 measured_elementwise_share: float | None = None, g1_excess: float = G1_EXCESS,
+                 designed_layers: list[LayerCost] | None = None) -> list[Finding]:
+    """G1..G4 findings, warnings first within each guideline. ``designed_layers``: the layers as the network
+    was designed, where the file cut some into pieces (``folded_shuffles``); G1 is about a layer's channel
+    widths, so it judges those."""
+    return (g1_findings(designed_layers or layers, g1_excess) + g2_findings(layers) + g3_findings(layers, parts)
             + g4_findings(layers, measured_elementwise_share))
 
 
