@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edgekit.check import KERNEL_MIN_COSINE, REGRESSION_DB
 from edgekit.fileio import NotRegularFileError, open_regular_file
 
 
@@ -94,12 +95,47 @@ def render_models(infos) -> str:
 
 
 def parity_rows(report) -> tuple[list[str], list[list[Any]]]:
+    """One row per output, each followed by a ``pass if`` row with the limit of every metric that is gated
+    (as ``edgekit.check.judge`` applies ``report.thresholds``); a metric without a limit is not gated."""
     headers = ["output", "max abs", "mean abs", "cosine", "SQNR dB", "top-1", "top-5"]
-    rows = [
-        [o.name, o.max_abs, o.mean_abs, o.cosine, o.sqnr_db, o.top1_agreement, o.top5_agreement]
-        for o in report.outputs
-    ]
+    rows = []
+    for o in report.outputs:
+        rows.append([o.name, o.max_abs, o.mean_abs, o.cosine, o.sqnr_db, o.top1_agreement, o.top5_agreement])
+        limits = _pass_limits(report, o)
+        if any(limits):
+            rows.append(["pass if", *limits])
     return headers, rows
+
+
+def _threshold(report, name: str) -> float | None:
+    """One limit of ``report.thresholds`` (a ``check.Thresholds`` or its JSON read back); None when not gated."""
+    return getattr(getattr(report, "thresholds", None), name, None)
+
+
+def _pass_limits(report, out) -> list[str | None]:
+    """The condition each metric of output ``out`` must meet, in ``parity_rows``'s columns after the name."""
+    max_abs, relative = _threshold(report, "max_abs"), _threshold(report, "rel_max_abs")
+    if max_abs is not None and relative is not None:  # fp32: the limit grows with the output's largest value
+        max_abs = max(max_abs, relative * out.ref_max_abs)
+    cosine, top1 = _threshold(report, "min_cosine"), _threshold(report, "min_top1")
+    return [None if max_abs is None else f"<= {max_abs:.3g}", None, None if cosine is None else f">= {cosine:g}",
+            None, None if top1 is None else f">= {top1:g}", None]
+
+
+def parity_limits_line(report) -> str:
+    """What the ``pass if`` rows cannot show: how the max abs limit is set, and the SQNR gate of ``edgekit
+    check`` for quantized files."""
+    parts = []
+    max_abs, relative = _threshold(report, "max_abs"), _threshold(report, "rel_max_abs")
+    if max_abs is not None and relative is not None:
+        parts.append(f"max abs <= {max_abs:g}, or {relative:g} x the output's largest absolute reference value when "
+                     "that is larger")
+    precision = getattr(report, "precision", None)
+    if precision not in (None, "fp32"):
+        parts.append(f"`edgekit check` also fails a quantized file ({precision}) whose SQNR is more than "
+                     f"{REGRESSION_DB:g} dB below what its export recorded in it for the same inputs")
+    parts.append("a metric without a limit is reported, not gated")
+    return "limits: " + "; ".join(parts)
 
 
 def render_parity(report) -> str:
@@ -109,6 +145,7 @@ def render_parity(report) -> str:
         f"inputs: {report.samples} from {report.data}"
         + (f" ({report.skipped_images} unreadable files skipped)" if report.skipped_images else ""),
         table(*parity_rows(report)),
+        parity_limits_line(report),
         *_kernel_lines(report),
         verdict,
     ]
@@ -156,7 +193,8 @@ def export_markdown(result) -> str:
     lines = [f"# {result.model} ({result.format}, {result.precision})", ""]
     lines.append(markdown_table(["op", "count"], [[k, v] for k, v in result.op_histogram.items()]))
     if result.parity is not None:
-        lines += ["", "## Parity", "", markdown_table(*parity_rows(result.parity))]
+        lines += ["", "## Parity", "", markdown_table(*parity_rows(result.parity)), "",
+                  parity_limits_line(result.parity)]
     return "\n".join(lines) + "\n"
 
 
@@ -168,8 +206,12 @@ def export_html(result) -> str:
     body.append("<h2>Operators</h2>" + bar_chart_svg([(k, float(v)) for k, v in hist], unit=""))
     if result.parity is not None:
         headers, rows = parity_rows(result.parity)
-        body.append("<h2>Parity</h2>" + html_table(headers, rows))
+        body.append("<h2>Parity</h2>" + html_table(headers, rows) + _parity_limits_html(result.parity))
     return page(f"edgekit: {result.model}", "\n".join(body))
+
+
+def _parity_limits_html(report) -> str:
+    return f"<p>{html.escape(parity_limits_line(report))}</p>"
 
 
 def html_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -318,16 +360,19 @@ def _op_type_summary(run) -> list:
     return summarize_op_types(run.op_profile)
 
 
-def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, x_label: str = "", y_label: str = "",
+def line_chart_svg(series: dict[str, list[tuple]], *, x_label: str = "", y_label: str = "",
                    width: int = 640, height: int = 320) -> str:
-    """Lines with markers as inline SVG, one per series (``name -> [(x, y), ...]``), with axes and a legend."""
+    """Lines with markers as inline SVG, one per series (``name -> [(x, y) or (x, y, point label), ...]``), with
+    axes, tick labels (every x value, or round steps when there are more than 12) and a legend. A unit in
+    parentheses at the end of ``y_label`` ("latency (ms)") is repeated in each point's tooltip."""
     points = [p for values in series.values() for p in values]
     if not points:
         return "<p>(no data)</p>"
     left, right, top, bottom = 64, 170, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    xs = sorted({x for x, _ in points})
-    y_max = _nice_ceiling(max(y for _, y in points) * 1.05)
+    xs = sorted({p[0] for p in points})
+    y_max = _nice_ceiling(max(p[1] for p in points) * 1.05)
+    unit = y_label.rsplit("(", 1)[1].rstrip(")") if y_label.endswith(")") and "(" in y_label else ""
 
     def sx(x: float) -> float:
         return left + (plot_w / 2 if len(xs) == 1 else plot_w * (x - xs[0]) / (xs[-1] - xs[0]))
@@ -342,7 +387,9 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, x_label: str
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
                      'stroke="#eee"/>')
         parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{_cell(value)}</text>')
-    for x in xs:
+    for x in xs if len(xs) <= 12 else _round_steps(xs[0], xs[-1]):
+        parts.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" '
+                     'stroke="#999"/>')
         parts.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_cell(x)}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
                  f'{html.escape(x_label)}</text>')
@@ -350,17 +397,28 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, x_label: str
                  f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(y_label)}</text>')
     for n, (name, values) in enumerate(series.items()):
         color = _SERIES_COLORS[n % len(_SERIES_COLORS)]
-        values = sorted(values)
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
+        values = sorted(values, key=lambda p: p[0])
+        path = " ".join(f"{sx(p[0]):.1f},{sy(p[1]):.1f}" for p in values)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y in values:
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}">'
-                         f'<title>{html.escape(name)}: {_cell(y)} ms at {_cell(x)}</title></circle>')
+        radius = 3.5 if len(values) <= 60 else 2.0  # many points: small markers, so the line stays readable
+        for x, y, *label in values:
+            tip = (f"{label[0]}: {_cell(y)} {unit}" if label else f"{name}: {_cell(y)} {unit} at {_cell(x)}")
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius}" fill="{color}">'
+                         f'<title>{html.escape(" ".join(tip.split()))}</title></circle>')
         ly = top + 14 + 18 * n
         parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
         parts.append(f'<text x="{left + plot_w + 30}" y="{ly + 1}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _round_steps(low: float, high: float, most: int = 10) -> list[float]:
+    """At most about ``most`` round axis ticks (steps of 1, 2 or 5 times a power of ten) from ``low`` to ``high``."""
+    span = high - low
+    power = 10 ** math.floor(math.log10(span / most)) if span > 0 else 1.0
+    step = next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= most)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) // step) + 1)]
 
 
 def _nice_ceiling(value: float) -> float:
@@ -454,8 +512,8 @@ def _kernel_lines(report) -> list[str]:
     k = getattr(report, "kernels", None)
     if k is None:
         return []
-    return [f"integer kernels vs float-simulated QDQ: cosine {k.cosine:.6f}, SQNR {_cell(k.sqnr_db)} dB, "
-            f"top-1 agreement {_cell(k.top1_agreement)}"]
+    return [f"integer kernels vs float-simulated QDQ: cosine {k.cosine:.6f} (pass if >= {KERNEL_MIN_COSINE:g}), "
+            f"SQNR {_cell(k.sqnr_db)} dB, top-1 agreement {_cell(k.top1_agreement)}"]
 
 
 # --- analysis -----------------------------------------------------------------------------------------
@@ -842,7 +900,7 @@ def _export_markdown_section(result) -> list[str]:
 
 
 def _parity_markdown_section(report) -> list[str]:
-    return [f"## Parity: {report._file}", "", markdown_table(*parity_rows(report)), "",
+    return [f"## Parity: {report._file}", "", markdown_table(*parity_rows(report)), "", parity_limits_line(report), "",
             "PASS" if report.passed else "FAIL: " + "; ".join(report.failures), ""]
 
 
@@ -872,12 +930,13 @@ def _export_html_section(result) -> str:
              f"{result.file_size / 1e6:.2f} MB</p>",
              bar_chart_svg([(k, int(v)) for k, v in result.op_histogram.items()])]
     if result.get("parity"):
-        parts.append(html_table(*parity_rows(result.parity)))
+        parts.append(html_table(*parity_rows(result.parity)) + _parity_limits_html(result.parity))
     return "".join(parts)
 
 
 def _parity_html_section(report) -> str:
-    return f"<h3>Parity: {html.escape(report._file)}</h3>" + html_table(*parity_rows(report))
+    return (f"<h3>Parity: {html.escape(report._file)}</h3>" + html_table(*parity_rows(report))
+            + _parity_limits_html(report))
 
 
 def _bench_html_section(report) -> str:
@@ -1147,10 +1206,26 @@ def render_per_layer(report) -> str:
 
 
 def per_layer_html(report) -> str:
-    """HTML page: SQNR per layer in graph order as a line chart, then the table and suggestions."""
-    series = {"SQNR dB": [(float(layer.index), max(0.0, min(layer.sqnr_db, 100.0))) for layer in report.layers]}
-    body = (f"<p>{html.escape(report.mode)}; {report.samples} inputs from {html.escape(report.data)}</p>"
-            + line_chart_svg(series, x_label="layer (graph order)", y_label="SQNR dB")
+    """HTML page: the SQNR of every quantized tensor in graph order as a line chart (layer index across, dB up,
+    each point's tooltip naming its tensor), then the suggestions and the table."""
+    name = Path(report.file).name
+    points = []
+    for layer in report.layers:
+        lost = "" if layer.jump_db is None else f", loses {layer.jump_db:.1f} dB"
+        label = f"#{layer.index} {layer.tensor} ({layer.op}{lost}{', flagged' if layer.flagged else ''})"
+        points.append((float(layer.index), max(0.0, min(layer.sqnr_db, _SQNR_AXIS_TOP)), label))
+    clipped = sum(not 0.0 <= layer.sqnr_db <= _SQNR_AXIS_TOP for layer in report.layers)
+    body = (f"<h1>Per-layer int8 error: {html.escape(name)}</h1>"
+            f"<p>{html.escape(report.mode)}; {report.samples} inputs from {html.escape(report.data)}</p>"
+            "<h2>SQNR of each quantized tensor against the fp32 model (higher is better)</h2>"
+            + line_chart_svg({"SQNR of a tensor": points}, x_label="layer index (graph order, as in the table)",
+                             y_label="SQNR (dB)", width=900)
+            + (f"<p>{clipped} tensor(s) outside 0-{_SQNR_AXIS_TOP:g} dB are drawn at the edge (exact ones at the "
+               "top); the table has their values.</p>" if clipped else "")
             + "".join(f"<p>suggestion: {html.escape(s)}</p>" for s in report.suggestions)
             + html_table(*per_layer_rows(report)))
-    return page(f"per-layer int8 error: {Path(report.file).name}", body)
+    return page(f"per-layer int8 error: {name}", body)
+
+
+#: Where the per-layer chart's SQNR axis ends: an exact tensor (inf dB) or one above is drawn there.
+_SQNR_AXIS_TOP = 100.0
