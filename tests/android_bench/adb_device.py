@@ -18,10 +18,19 @@ caller still show: the device shell really interprets what it is sent.
 
 Faults a test can inject: ``state="unauthorized"`` (answers CNXN with AUTH and never accepts the key),
 ``state="offline"`` (accepts the TCP connection, never answers), ``disconnect_on=TEXT`` (drops the
-connection, like a pulled cable, while a command containing TEXT runs), ``push_fail=MESSAGE`` with
+connection, like a pulled cable, while a command containing TEXT runs, or after the first block of a push
+to a path containing TEXT; with ``reconnect=True`` the device keeps listening, as a phone on Wi-Fi does
+after a blip, and the adb server reconnects on its own), ``wedge_on=TEXT`` (from a command or a push path
+containing TEXT on, the device answers nothing at all: no output, no exit status, no acknowledgement, as a
+hung adbd or kernel), ``stall_push_on=TEXT`` (a push to a path containing TEXT stops being acknowledged
+while the shell keeps answering, as when storage I/O hangs), ``push_fail=MESSAGE`` with
 ``push_fail_match=TEXT`` (a SEND whose path contains TEXT is answered with FAIL, as a full or read-only
 partition answers). Crashes and slow commands need no injection: the device runs real commands, so a test
 pushes a binary that crashes or sleeps.
+
+Like adbd, the device writes a pushed file as its blocks arrive (a cut leaves a partial file), and when the
+host closes a shell stream it sends SIGHUP to the shell alone: what the shell started keeps running unless
+the caller stops it, which is what happens on a phone. ``stop()`` kills everything the device started.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 A_SYNC = 0x434E5953
@@ -110,6 +120,9 @@ class SimDevice:
         thermal: dict[str, int] | None = None,
         disconnect_on: str | None = None,
         disconnect_after_s: float = 0.2,
+        reconnect: bool = False,
+        wedge_on: str | None = None,
+        stall_push_on: str | None = None,
         push_fail: str | None = None,
         push_fail_match: str = "",
     ) -> None:
@@ -118,6 +131,10 @@ class SimDevice:
         self.state = state
         self.disconnect_on = disconnect_on
         self.disconnect_after_s = disconnect_after_s
+        self.reconnect = reconnect
+        self.wedge_on = wedge_on
+        self.wedged = threading.Event()
+        self.stall_push_on = stall_push_on
         self.push_fail = push_fail
         self.push_fail_match = push_fail_match
         self.commands: list[str] = []  # every shell command as received, before path mapping
@@ -166,6 +183,10 @@ class SimDevice:
     def map_command(self, command: str) -> str:
         return _MAPPED.sub(str(self.root).replace("\\", "\\\\") + "/", command)
 
+    def matches(self, fault: str | None, text: str) -> bool:
+        """Whether a fault keyed on ``fault`` (None: not injected) fires for a command or path ``text``."""
+        return fault is not None and fault in text
+
     def spawn(self, command: str, *, merge_stderr: bool) -> subprocess.Popen:
         self.commands.append(command)
         env = {"PATH": str(self.root / "system" / "bin"), "HOME": str(self.root / "data" / "local" / "tmp"),
@@ -199,6 +220,20 @@ class SimDevice:
                 self._connections.append(conn)
             threading.Thread(target=conn.serve, daemon=True).start()
 
+    def disconnect(self) -> None:
+        """The injected disconnect: ``unplug`` the device, or with ``reconnect`` only drop its connections."""
+        if self.reconnect:
+            self.drop_connections()
+        else:
+            self.unplug()
+
+    def drop_connections(self) -> None:
+        """Drop every connection but keep listening: a network blip, after which adb reconnects."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.drop()
+
     def unplug(self) -> None:
         """Drop every connection and stop listening: what pulling the cable looks like to adb."""
         if self._listener is not None:
@@ -207,13 +242,31 @@ class SimDevice:
             except OSError:
                 pass
             self._listener.close()
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.drop()
+        self.drop_connections()
+
+    def running(self) -> list[int]:
+        """The processes the device started that still run (every one has its working directory in root)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd")
+                state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if state not in ("Z", "X") and (cwd == str(self.root) or cwd.startswith(f"{self.root}/")):
+                found.append(int(entry.name))
+        return found
 
     def stop(self) -> None:
+        """Unplug the device and kill every process it started (a switched-off phone runs nothing)."""
         self.unplug()
+        for pid in self.running():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def __enter__(self) -> SimDevice:
         return self.start()
@@ -279,6 +332,8 @@ class _Connection:
 
     def _handle(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         device = self.device
+        if device.wedged.is_set():
+            return  # a wedged device reads what arrives and answers nothing
         if command == A_CNXN:
             self.max_payload = min(arg1, MAX_PAYLOAD)
             if device.state == "unauthorized":
@@ -295,6 +350,9 @@ class _Connection:
         elif command == A_OPEN:
             service = data.rstrip(b"\0").decode("utf-8", "replace")
             device.services.append(service)
+            if device.matches(device.wedge_on, service):
+                device.wedged.set()
+                return
             local_id = self.next_id
             self.next_id += 1
             stream = _open_service(self, local_id, arg0, service)
@@ -310,7 +368,7 @@ class _Connection:
                 stream.acked.release()
         elif command == A_WRTE:
             stream = self.streams.get(arg1)
-            if stream is not None:
+            if stream is not None and not stream.stalled:
                 stream.inbox.put(data)
                 self.send(A_OKAY, arg1, arg0)
         elif command == A_CLSE:
@@ -340,6 +398,7 @@ class _Stream:
         self.inbox: queue.Queue[bytes | None] = queue.Queue()
         self.closed = threading.Event()
         self.write_lock = threading.Lock()
+        self.stalled = False  # reads nothing more and acknowledges nothing: the host's writes block
 
     def start(self) -> None:
         threading.Thread(target=self._serve_safely, daemon=True).start()
@@ -358,6 +417,8 @@ class _Stream:
     def write(self, data: bytes) -> None:
         with self.write_lock:
             for start in range(0, len(data), self.conn.max_payload):
+                while self.conn.device.wedged.is_set() and not self.closed.is_set():
+                    time.sleep(0.05)
                 if self.closed.is_set():
                     raise ConnectionError("stream closed")
                 self.conn.send(A_WRTE, self.local_id, self.remote_id, data[start:start + self.conn.max_payload])
@@ -394,7 +455,7 @@ class _ShellStream(_Stream):
             while chunk := os.read(pipe.fileno(), 65536):
                 self.write(self._packet(kind, chunk))
         except (ConnectionError, OSError):
-            self._kill()
+            self._hang_up()
 
     def _feed_stdin(self) -> None:
         buf = b""
@@ -412,7 +473,7 @@ class _ShellStream(_Stream):
                     self._stdin_write(payload)
                 elif kind == SHELL_CLOSE_STDIN:
                     self._stdin_close()
-        self._kill()  # the host closed the stream: adbd hangs up on the command
+        self._hang_up()
 
     def _stdin_write(self, data: bytes) -> None:
         try:
@@ -427,10 +488,12 @@ class _ShellStream(_Stream):
         except OSError:
             pass
 
-    def _kill(self) -> None:
+    def _hang_up(self) -> None:
+        """The host closed the stream: like adbd ("protocol FD died, sending SIGHUP"), signal the shell
+        alone; a command it started in the foreground keeps running."""
         if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.kill(self.proc.pid, signal.SIGHUP)
             except ProcessLookupError:
                 pass
 
@@ -443,8 +506,8 @@ class _ShellStream(_Stream):
         for pump in pumps:
             pump.start()
         threading.Thread(target=self._feed_stdin, daemon=True).start()
-        if device.disconnect_on and device.disconnect_on in self.command:
-            timer = threading.Timer(device.disconnect_after_s, device.unplug)
+        if device.matches(device.disconnect_on, self.command):
+            timer = threading.Timer(device.disconnect_after_s, device.disconnect)
             timer.daemon = True
             timer.start()
         returncode = self.proc.wait()
@@ -522,30 +585,46 @@ class _SyncStream(_Stream):
         self.write(b"DONE" + bytes(72 if v2 else 16))
 
     def _receive_file(self, spec: str) -> None:
+        """SEND: the file is written block by block as adbd writes it, so a cut leaves what arrived."""
         path, _, mode = spec.rpartition(",")
-        chunks = []
-        while True:
-            kind, length = self._request()
-            if kind == b"DATA":
-                chunks.append(self._read(length))
-            elif kind == b"DONE":
-                break
-            else:
-                self._fail(f"unexpected {kind!r} during SEND")
-                return
         device = self.conn.device
-        if device.push_fail and device.push_fail_match in path:
-            self._fail(device.push_fail)
-            return
+        if device.matches(device.wedge_on, path):
+            device.wedged.set()
+        if device.matches(device.stall_push_on, path):
+            self.stalled = True
+        failure = device.push_fail if device.push_fail and device.push_fail_match in path else None
         target = device.host_path(path)
+        sink = None
+        if failure is None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                sink = open(target, "wb")  # noqa: SIM115 (closed below, also on a cut)
+            except OSError as exc:
+                failure = f"couldn't create file: {exc.strerror}"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(b"".join(chunks))
-            os.chmod(target, int(mode or "644") & 0o7777)
-            os.utime(target, (length, length))
-        except OSError as exc:
-            self._fail(f"couldn't create file: {exc.strerror}")
+            while True:
+                kind, length = self._request()
+                if kind == b"DATA":
+                    block = self._read(length)
+                    if sink is not None:
+                        sink.write(block)
+                        sink.flush()
+                    if device.matches(device.disconnect_on, path):
+                        device.disconnect()
+                        return
+                elif kind == b"DONE":
+                    break
+                else:
+                    self._fail(f"unexpected {kind!r} during SEND")
+                    return
+        finally:
+            if sink is not None:
+                sink.close()
+        if failure is not None:
+            self._fail(failure)
             return
+        os.chmod(target, int(mode or "644") & 0o7777)
+        os.utime(target, (length, length))
         self.write(b"OKAY" + bytes(4))
 
     def _send_file(self, source: Path) -> None:

@@ -8,8 +8,10 @@ them in the expected state. Test modules import ``adb_fixture, sim_devices_fixtu
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,14 +84,15 @@ def recorded(name: str) -> str:
     return "".join(lines[1:] if lines and lines[0].startswith("# source:") else lines)
 
 
-def fake_benchmark_model(path: Path, output: str, *, extra: str = "") -> Path:
+def fake_benchmark_model(path: Path, output: str, *, extra: str = "", record_argv: bool = True) -> Path:
     """A stand-in ``benchmark_model`` for the simulated device: records its argv (one per line) in
-    ``$HOME/benchmark_argv.txt``, fails unless ``--graph`` names an existing file, runs ``extra`` (shell),
-    then prints ``output`` (a recorded real output)."""
+    ``$HOME/benchmark_argv.txt`` (unless ``record_argv`` is false: an ssh board's HOME is a real one), fails
+    unless ``--graph`` names an existing file, runs ``extra`` (shell), then prints ``output`` (a recorded
+    real output)."""
     path.write_text(
         "#!/bin/sh\n"
-        'printf \'%s\\n\' "$@" > "$HOME/benchmark_argv.txt"\n'
-        'for a in "$@"; do case "$a" in --graph=*) graph="${a#--graph=}";; esac; done\n'
+        + ('printf \'%s\\n\' "$@" > "$HOME/benchmark_argv.txt"\n' if record_argv else "")
+        + 'for a in "$@"; do case "$a" in --graph=*) graph="${a#--graph=}";; esac; done\n'
         '[ -f "$graph" ] || { echo "ERROR: graph not found: $graph" >&2; exit 1; }\n'
         f"{extra}\n"
         "cat <<'EDGEKIT_RECORDED_OUTPUT'\n"
@@ -98,3 +101,15 @@ def fake_benchmark_model(path: Path, output: str, *, extra: str = "") -> Path:
     )
     path.chmod(0o755)
     return path
+
+
+def when_threads(threads: int, shell: str) -> str:
+    """``extra`` for fake_benchmark_model: run ``shell`` only in the configuration with ``threads`` threads."""
+    return f'case "$*" in *--num_threads={threads}\\ *|*--num_threads={threads}) {shell};; esac'
+
+
+def stubborn(seconds: float = 600) -> str:
+    """``extra`` for fake_benchmark_model: become a process that ignores SIGTERM (as a benchmark stuck in a
+    driver call does) and sleeps; its command line still names the binary, so it is ours to kill."""
+    code = f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep({seconds})"
+    return f'exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$0"'

@@ -3,22 +3,19 @@ server started on loopback (skipped where sshd is not installed or the tests do 
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from adb_fixtures import free_port
+from ssh_fixtures import sshd_fixture  # noqa: F401  (fixture)
 
 from edgekit.android_bench.bench import run_benchmark
 from edgekit.android_bench.ssh_target import SshConnection, SshTarget, parse_ssh_spec, ssh_command
 from edgekit.errors import DeviceError, EdgekitError
 
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
 NASTY = "model 'x'; touch PWNED $(id) & y"
 
 
@@ -50,42 +47,6 @@ def test_ssh_command_is_an_argument_list_in_batch_mode():
 
 
 # --- against a real sshd on loopback ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    if SSHD is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        pytest.skip("openssh-server/openssh-client not installed (apt-get install openssh-server)")
-    if os.geteuid() != 0:
-        pytest.skip("starting sshd for the loopback test needs root (privilege separation)")
-    home = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / name)], check=True)
-    shutil.copy(home / "client_key.pub", home / "authorized_keys")
-    port = free_port()
-    (home / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {home}/host_key\nAuthorizedKeysFile {home}/authorized_keys\n"
-        f"PidFile {home}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nPermitRootLogin prohibit-password\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(home / "sshd_config")], stderr=subprocess.PIPE)
-    options = ["-i", str(home / "client_key"), "-o", "IdentitiesOnly=yes",
-               "-o", f"UserKnownHostsFile={home}/known_hosts"]
-    connection = SshConnection(f"{getpass.getuser()}@127.0.0.1", port=port, extra_options=options)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            connection.check_shell(["true"], 5, step="wait for sshd")
-            break
-        except DeviceError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.skip(f"sshd did not start: {process.stderr.read().decode(errors='replace')[-300:]}")
-            time.sleep(0.1)
-    yield connection, home
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def test_shell_exit_codes_stderr_and_literal_arguments(sshd, tmp_path):
