@@ -239,6 +239,17 @@ class AdbDevice:
         if result.returncode != 0:
             raise DeviceError(f"{self.name}: {step} failed: {_adb_error(result)}")
 
+    def reconnect(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the device to be usable again after its connection dropped (the adb
+        server reconnects a network device on its own; a replugged USB device reappears). Raises
+        DeviceError when it is not back in time."""
+        try:
+            result = self._adb(["wait-for-device"], step="wait for the device", timeout_s=timeout_s)
+        except DeviceTimeoutError:
+            raise DeviceError(f"{self.name}: wait for the device: not back within {timeout_s:g} s") from None
+        if result.returncode != 0:
+            raise DeviceError(f"{self.name}: wait for the device failed: {_adb_error(result)}")
+
     def getprop(self, key: str | None = None) -> str | dict[str, str]:
         """One property's value ('' when unset), or with no key every property as a dict."""
         if key is not None:

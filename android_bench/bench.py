@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from edgekit.android_bench.remote_target import DeviceUnresponsiveError
 from edgekit.android_bench.results import BenchConfig, BenchReport, BenchRun, CoreInfo
 from edgekit.android_bench.target import Target
 from edgekit.errors import EdgekitError, OutputError
+from edgekit.fileio import staged_files
 
 ProgressFn = Callable[[str], None]
 
@@ -66,10 +68,11 @@ def run_benchmark(
     per-op tables; ``timeout`` seconds per configuration; ``progress`` receives one-line messages.
     Device facts are read first; each run is pinned to the big cores (``big_core_mask``) and records the
     temperature the target reported before it. Out: a ``BenchReport`` with one ``BenchRun`` per
-    configuration; a configuration that raised is kept as ``status="failed"`` with the error, and the
-    ones before it are kept. ``target.cleanup()`` runs always.
+    configuration; a configuration that raised (timed out, crashed, lost its device) is kept as
+    ``status="failed"`` with the one-line error, and the ones before it are kept. ``target.cleanup()`` runs
+    always; when it fails, a note says what was left on the device.
     Raises ``EdgekitError`` for bad arguments or when the target fails before any configuration ran
-    (facts or prepare), after cleaning up.
+    (facts or prepare), after cleaning up (the message then also says what cleanup could not remove).
     """
     say = progress or (lambda _message: None)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
@@ -79,6 +82,8 @@ def run_benchmark(
     model = Path(model)
     results: list[BenchRun] = []
     notes: list[str] = []
+    failure: EdgekitError | None = None
+    leftover: str | None = None
     try:
         say(f"{target.name}: reading device facts")
         facts = target.facts()
@@ -88,8 +93,9 @@ def run_benchmark(
         target.prepare(model)
         chosen = list(accelerators) if accelerators else target.accelerators()[:1]
         configs = [(accel, t) for accel in chosen for t in threads]
+        unresponsive = False
         for number, (accel, count) in enumerate(configs, start=1):
-            if number > 1 and cooldown > 0:
+            if number > 1 and cooldown > 0 and not unresponsive:
                 say(f"{target.name}: cooling down {cooldown:g} s")
                 sleep(cooldown)
             temperature = _temperature(target)
@@ -102,6 +108,8 @@ def run_benchmark(
             try:
                 run = target.run(config, op_profile=op_profile, timeout_s=timeout)
             except EdgekitError as exc:
+                # a device that stopped answering fails every later step at once: no cool-down before those
+                unresponsive = unresponsive or isinstance(exc, DeviceUnresponsiveError)
                 run = BenchRun(
                     device=facts, model_file=str(model), model_sha256="", tool="-", tool_version=None,
                     config=config, status="failed", error=" ".join(str(exc).split()),
@@ -111,16 +119,28 @@ def run_benchmark(
             results.append(run)
             if run.status != "ok":
                 say(f"{target.name}: {accel}/{count}: {run.status}: {run.error}")
-    except EdgekitError:
-        if not results:
-            raise
-        notes.append(f"{target.name}: stopped early; the runs listed are the ones that finished")
+    except EdgekitError as exc:
+        failure = exc
     finally:
-        try:
-            target.cleanup()
-        except EdgekitError as exc:
-            notes.append(f"{target.name}: cleanup failed: {' '.join(str(exc).split())}")
+        leftover = _cleanup(target)
+    if failure is not None and not results:
+        if leftover:
+            failure.args = (f"{failure}; cleanup failed: {leftover}",)
+        raise failure
+    if failure is not None:
+        notes.append(f"{target.name}: stopped early; the runs listed are the ones that finished")
+    if leftover:
+        notes.append(f"{target.name}: cleanup failed: {leftover}")
     return BenchReport(runs=results, model_file=str(model), notes=notes)
+
+
+def _cleanup(target: Target) -> str | None:
+    """``target.cleanup()``; out: None, or why it failed (one line, without the target's name)."""
+    try:
+        target.cleanup()
+    except EdgekitError as exc:
+        return " ".join(str(exc).split()).removeprefix(f"{target.name}: ")
+    return None
 
 
 def run_benchmarks(model: str | Path, targets: Sequence[Target], **options) -> BenchReport:
@@ -153,28 +173,38 @@ def write_bench_outputs(report: BenchReport, output_dir: str | Path) -> dict[str
     """Write ``bench.json``, ``bench.md``, ``bench.html`` and each run's raw tool output into ``output_dir``.
 
     Raw outputs go to ``raw/<device>_<accelerator>_t<threads>.txt``; each run's ``raw_output`` is set
-    to that relative path and its ``raw_text`` cleared (the report is updated in place).
+    to that relative path and its ``raw_text`` cleared (the report is updated in place, and left as it was
+    when writing fails). Every file is written under a temporary name and renamed into place once all of
+    them are written, so a full disk leaves the previous files (or none), never a truncated one.
     Out: ``{"json", "markdown", "html"}`` -> path.
     Raises ``OutputError`` when the directory cannot be written.
     """
     from edgekit.report import bench_html, bench_markdown, to_json
 
     out = Path(output_dir)
+    moved: list[tuple[BenchRun, str]] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for run in report.runs:
-            if run.raw_text is not None:
-                slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.device.target}_{run.config.accelerator}"
-                              f"_t{run.config.threads}")
-                relative = Path("raw") / f"{slug}.txt"
-                (out / "raw").mkdir(exist_ok=True)
-                (out / relative).write_text(run.raw_text)
-                run.raw_output, run.raw_text = str(relative), None
-        paths = {"json": out / "bench.json", "markdown": out / "bench.md", "html": out / "bench.html"}
-        paths["json"].write_text(to_json(report))
-        paths["markdown"].write_text(bench_markdown(report))
-        paths["html"].write_text(bench_html(report))
-    except OSError as exc:
+        with staged_files() as staged:
+            for run in report.runs:
+                if run.raw_text is not None:
+                    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.device.target}_{run.config.accelerator}"
+                                  f"_t{run.config.threads}")
+                    relative = Path("raw") / f"{slug}.txt"
+                    (out / "raw").mkdir(exist_ok=True)
+                    staged.write_text(out / relative, run.raw_text)
+                    moved.append((run, run.raw_text))
+                    run.raw_output, run.raw_text = str(relative), None
+            paths = {"json": out / "bench.json", "markdown": out / "bench.md", "html": out / "bench.html"}
+            staged.write_text(paths["json"], to_json(report))
+            staged.write_text(paths["markdown"], bench_markdown(report))
+            staged.write_text(paths["html"], bench_html(report))
+            staged.commit()
+    except (OSError, OutputError) as exc:
+        for run, text in moved:
+            run.raw_output, run.raw_text = None, text
+        if isinstance(exc, OutputError):
+            raise
         raise OutputError(f"cannot write benchmark results to {out}: {exc.strerror or exc}") from exc
     return paths
 

@@ -6,6 +6,13 @@ the device has ``python3``) are pushed there; each configuration runs through th
 every argument quoted, pinned with ``taskset MASK`` where the device has taskset, under the device's
 ``timeout`` where it has one; the output is parsed; ``cleanup`` removes the run directory. Every error
 names the target and the step.
+
+Every step has a time limit (``DeviceLimits``): a configuration its timeout (default 60 s), a push a time
+that grows with the file's size, every other command a short one. A configuration that runs out of time is
+killed on the device (its pid is recorded when it starts). After a step ran out of time the device may be
+wedged: the next step gets a few seconds, and when that one gets no answer either the target gives up on
+the device, so every later step fails at once instead of waiting out its own limit, and ``cleanup`` says
+what was left where. Whatever fails, the whole flow ends within the limit that ran out plus a few seconds.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from edgekit.android_bench.parsers import (
     ParsedBenchmark,
@@ -29,12 +36,45 @@ from edgekit.android_bench.parsers import (
     parse_runner_output,
 )
 from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, DeviceFacts
-from edgekit.android_bench.shell import ShellResult, describe_exit, one_line
+from edgekit.android_bench.shell import ShellResult, describe_exit, one_line, recording_pid, stop_argv
 from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceError, DeviceTimeoutError, EdgekitError, ModelFileError
 
 RUNNER = Path(__file__).with_name("device_runner.py")
-TIMEOUT_GRACE_S = 15.0  # the local limit waits this much longer than the device's own `timeout`
+PROFILE_BYTES = 64 << 20  # an ONNX Runtime op profile is a few MB; its pull is given the time of this many bytes
+_T = TypeVar("_T")
+
+
+class DeviceUnresponsiveError(DeviceTimeoutError):
+    """A device that stopped answering: its target asks it nothing more, so every later step fails at once.
+    (It belongs beside DeviceTimeoutError in ``edgekit.errors``.)"""
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """How long each kind of step on a device may take, in seconds.
+
+    ``run_s``: a configuration when the caller gives no timeout. ``step_s``: a short command (facts, mkdir,
+    chmod, temperature, cleanup). ``push_bytes_per_s``: the slowest copy accepted; a push of N bytes may
+    take ``step_s + N / push_bytes_per_s`` (1 MB/s: a 10 MB model gets 25 s; USB does 20-40 MB/s, adb
+    over Wi-Fi a few MB/s). ``grace_s``: how much longer than the device's own ``timeout`` the host waits
+    for a configuration's result. ``recovery_s``: any step right after one that ran out of time; when it
+    gets no answer either, the device is given up on.
+    """
+
+    run_s: float = 60.0
+    step_s: float = 15.0
+    push_bytes_per_s: float = 1e6
+    grace_s: float = 2.0
+    recovery_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if min(self.run_s, self.step_s, self.push_bytes_per_s, self.recovery_s) <= 0 or self.grace_s < 0:
+            raise EdgekitError(f"device limits must be positive, got {self}")
+
+    def transfer_s(self, size_bytes: int) -> float:
+        """The time a copy of ``size_bytes`` may take."""
+        return self.step_s + size_bytes / self.push_bytes_per_s
 
 # Fixed scripts (no user input in them): what the device is, and how warm it is.
 PROBE_SCRIPT = r"""
@@ -75,6 +115,8 @@ class Connection(Protocol):
     def push(self, local, remote: str, *, step: str = "push", timeout_s: float | None = None) -> None: ...
 
     def pull(self, remote: str, local, *, step: str = "pull", timeout_s: float | None = None) -> None: ...
+
+    def reconnect(self, timeout_s: float) -> None: ...
 
 
 def new_run_id() -> str:
@@ -160,17 +202,20 @@ class RemoteTarget(Target):
     ``benchmark_binary`` (a local benchmark_model / onnxruntime_perf_test built for the device, or None
     to use the per-ABI cache, then edgekit's device runner where the device has python3),
     ``download_binary`` (fetch TFLite's prebuilt benchmark_model into the cache when none is there),
-    ``progress`` (one-line messages, e.g. download progress), ``run_id`` (default: time + random).
+    ``progress`` (one-line messages, e.g. download progress), ``run_id`` (default: time + random),
+    ``limits`` (how long each kind of step may take; default ``DeviceLimits()``).
     """
 
     def __init__(self, connection: Connection, *, work_root: str, benchmark_binary: str | Path | None = None,
                  run_id: str | None = None, python: str = "python3", download_binary: bool = False,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, limits: DeviceLimits | None = None) -> None:
         self.connection = connection
         self.name = connection.name
         self.serial: str | None = None
         self.work_root = work_root.rstrip("/")
         self.run_dir = f"{self.work_root}/{run_id or new_run_id()}"
+        self.pid_file = f"{self.run_dir}/benchmark.pid"
+        self.limits = limits or DeviceLimits()
         self.benchmark_binary = Path(benchmark_binary) if benchmark_binary else None
         self.python = python
         self.download_binary = download_binary
@@ -183,13 +228,55 @@ class RemoteTarget(Target):
         self._probe: dict | None = None
         self._facts: DeviceFacts | None = None
         self._created = False
+        self._timed_out = False  # the last step ran out of time: the device may be wedged
+        self._gave_up: str | None = None  # why the device is no longer asked anything
+        self._maybe_running = False  # a benchmark was started and not seen to end
+
+    # --- talking to the device ----------------------------------------------------------------------
+
+    def _step(self, step: str, limit: float, action: Callable[[float], _T]) -> _T:
+        """``action(limit)``: one step on the device. Right after a step that ran out of time the limit is
+        ``recovery_s`` at most; when that step gets no answer either, the device is given up on: it and
+        every later step raise DeviceUnresponsiveError, the later ones at once."""
+        if self._gave_up:
+            raise DeviceUnresponsiveError(f"{self.name}: {step}: not attempted: {self._gave_up}")
+        if self._timed_out:
+            limit = min(limit, self.limits.recovery_s)
+        try:
+            result = action(limit)
+        except DeviceTimeoutError as exc:
+            if not self._timed_out:
+                self._timed_out = True
+                raise
+            self._gave_up = f"the device stopped answering ({step}: no answer within {limit:.3g} s)"
+            raise DeviceUnresponsiveError(str(exc)) from None
+        self._timed_out = False
+        return result
+
+    def _shell(self, argv: list[str], limit: float, *, step: str, check: bool = True) -> ShellResult:
+        run = self.connection.check_shell if check else self.connection.shell
+        return self._step(step, limit, lambda seconds: run(argv, seconds, step=step))
+
+    def _push(self, local: Path, remote: str, *, step: str) -> None:
+        size = local.stat().st_size if local.is_file() else 0
+
+        def push(seconds: float) -> None:
+            try:
+                self.connection.push(local, remote, step=step, timeout_s=seconds)
+            except DeviceTimeoutError:
+                raise DeviceTimeoutError(
+                    f"{self.name}: {step}: not finished after {seconds:.3g} s ({size / 1e6:.1f} MB; a push is "
+                    f"given {self.limits.step_s:g} s + 1 s per {self.limits.push_bytes_per_s / 1e6:g} MB): the "
+                    "connection stalled or is too slow") from None
+
+        self._step(step, self.limits.transfer_s(size), push)
 
     # --- facts --------------------------------------------------------------------------------------
 
     def probe(self) -> dict:
         """The parsed PROBE_SCRIPT output (cached). Raises DeviceError (step ``read device facts``)."""
         if self._probe is None:
-            result = self.connection.check_shell(["sh", "-c", PROBE_SCRIPT], 60, step="read device facts")
+            result = self._shell(["sh", "-c", PROBE_SCRIPT], self.limits.step_s, step="read device facts")
             self._probe = parse_probe(result.stdout)
         return self._probe
 
@@ -211,7 +298,7 @@ class RemoteTarget(Target):
     def temperature_c(self) -> float | None:
         """The hottest CPU thermal zone now (C), None when there is none. Raises DeviceError if the device
         does not answer."""
-        result = self.connection.check_shell(["sh", "-c", THERMAL_SCRIPT], 30, step="read temperature")
+        result = self._shell(["sh", "-c", THERMAL_SCRIPT], self.limits.step_s, step="read temperature")
         return parse_thermal(result.stdout)
 
     # --- prepare ------------------------------------------------------------------------------------
@@ -267,17 +354,16 @@ class RemoteTarget(Target):
         self.tool = self._pick_tool(model)
         self.model, self.model_sha256 = model, file_sha256(model)
         self._created = True
-        self.connection.check_shell(["mkdir", "-p", self.run_dir], 30, step="create run directory")
+        self._shell(["mkdir", "-p", self.run_dir], self.limits.step_s, step="create run directory")
         self.remote_model = f"{self.run_dir}/{model.name}"
-        self.connection.push(model, self.remote_model, step="push model", timeout_s=600)
+        self._push(model, self.remote_model, step="push model")
         if self.tool == "edgekit-runner":
             self.remote_tool = f"{self.run_dir}/edgekit_device_runner.py"
-            self.connection.push(RUNNER, self.remote_tool, step="push device runner", timeout_s=120)
+            self._push(RUNNER, self.remote_tool, step="push device runner")
         else:
             self.remote_tool = f"{self.run_dir}/{self.tool}"
-            self.connection.push(self.benchmark_binary, self.remote_tool, step="push benchmark binary",
-                                 timeout_s=600)
-            self.connection.check_shell(["chmod", "755", self.remote_tool], 30, step="make binary executable")
+            self._push(self.benchmark_binary, self.remote_tool, step="push benchmark binary")
+            self._shell(["chmod", "755", self.remote_tool], self.limits.step_s, step="make binary executable")
 
     def accelerators(self) -> list[str]:
         if self.tool == "edgekit-runner":
@@ -290,7 +376,8 @@ class RemoteTarget(Target):
         """Run one configuration. Out: a BenchRun (``status="ok"``) with latency, memory, op profile and the
         raw output in ``raw_text``. Raises DeviceError naming the configuration for an unsupported
         accelerator, a crash (exit status and signal), a lost connection or unparsable output, and
-        DeviceTimeoutError past ``timeout_s``."""
+        DeviceTimeoutError past ``timeout_s`` (None: ``limits.run_s``), after killing the benchmark on the
+        device; the message says whether that worked."""
         if self.model is None or self.remote_model is None or self.remote_tool is None:
             raise DeviceError(f"{self.name}: run: call prepare(model) first")
         step = f"run {self.tool} ({config.accelerator}, {config.threads} thread(s))"
@@ -312,20 +399,27 @@ class RemoteTarget(Target):
         mask = config.cpu_mask if "taskset" in tools else None
         if mask:
             argv = ["taskset", mask, *argv]
-        local_limit = None
-        if timeout_s is not None:
-            local_limit = timeout_s + TIMEOUT_GRACE_S
-            if "timeout" in tools:
-                argv = ["timeout", str(max(int(math.ceil(timeout_s)), 1)), *argv]
-            else:
-                local_limit = timeout_s
+        argv = recording_pid(argv, self.pid_file)
+        limit = timeout_s if timeout_s is not None else self.limits.run_s
+        exceeded = (f"exceeded --timeout {timeout_s:g} s" if timeout_s is not None else
+                    f"exceeded the default limit of {limit:g} s per configuration (pass a longer --timeout)")
+        local_limit = limit
+        if "timeout" in tools:
+            argv = ["timeout", str(max(int(math.ceil(limit)), 1)), *argv]
+            local_limit = limit + self.limits.grace_s
+        self._maybe_running = True
         try:
-            result = self.connection.shell(argv, local_limit, step=step)
+            result = self._shell(argv, local_limit, step=step, check=False)
+        except DeviceUnresponsiveError:
+            raise
         except DeviceTimeoutError:
-            raise DeviceTimeoutError(f"{self.name}: {step}: exceeded --timeout {timeout_s:g} s") from None
+            outcome = self._stop_benchmark()
+            error = DeviceUnresponsiveError if self._gave_up else DeviceTimeoutError
+            raise error(f"{self.name}: {step}: {exceeded}; {outcome}") from None
+        self._maybe_running = False
         raw = result.stdout + (f"\n--- stderr ---\n{result.stderr}" if result.stderr.strip() else "")
-        if result.exit_code == 124 and timeout_s is not None and "timeout" in tools:
-            raise DeviceTimeoutError(f"{self.name}: {step}: exceeded --timeout {timeout_s:g} s")
+        if result.exit_code == 124 and "timeout" in tools:
+            raise DeviceTimeoutError(f"{self.name}: {step}: {exceeded}")
         if result.exit_code != 0:
             detail = one_line(result.stderr) or one_line(result.stdout) or "no output"
             raise DeviceError(f"{self.name}: {step} failed: {describe_exit(result.exit_code)}: {detail}")
@@ -340,6 +434,17 @@ class RemoteTarget(Target):
             self._pull_ort_profile(run, profile_prefix, config)
         return run
 
+    def _stop_benchmark(self) -> str:
+        """Kill the benchmark that ran out of time on the device. Out: what happened, for the error."""
+        try:
+            result = self._shell(stop_argv(self.pid_file, self.run_dir), self.limits.recovery_s,
+                                 step="stop the benchmark")
+        except DeviceError as exc:
+            reason = self._gave_up or one_line(str(exc).removeprefix(f"{self.name}: "))
+            return f"could not stop it on the device: {reason}"
+        self._maybe_running = False
+        return "stopped it on the device" if "stopped" in result.stdout else "it had ended on the device"
+
     def _parse(self, text: str, step: str) -> ParsedBenchmark:
         parser = {"benchmark_model": parse_benchmark_model_output, "onnxruntime_perf_test": parse_perf_test_output}
         try:
@@ -350,30 +455,52 @@ class RemoteTarget(Target):
             raise DeviceError(f"{self.name}: {step}: {' '.join(str(exc).split())}") from None
 
     def _pull_ort_profile(self, run: BenchRun, prefix: str, config: BenchConfig) -> None:
-        listing = self.connection.shell(["sh", "-c", 'ls -1 "$1"_*.json 2>/dev/null', "sh", prefix], 30,
-                                        step="find op profile")
+        listing = self._shell(["sh", "-c", 'ls -1 "$1"_*.json 2>/dev/null', "sh", prefix], self.limits.step_s,
+                              step="find op profile", check=False)
         names = [line for line in listing.stdout.splitlines() if line.strip()]
         if not names:
             run.status, run.error = "partial", f"{self.name}: op profile: onnxruntime_perf_test wrote no profile"
             return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "profile.json"
-            self.connection.pull(names[-1], local, step="pull op profile", timeout_s=120)
+            self._step("pull op profile", self.limits.transfer_s(PROFILE_BYTES),
+                       lambda seconds: self.connection.pull(names[-1], local, step="pull op profile",
+                                                            timeout_s=seconds))
             try:
                 run.op_profile, run.op_type_summary = parse_ort_profile(local.read_text(), skip_runs=1)
             except UnparsableOutputError as exc:
                 run.status, run.error = "partial", f"{self.name}: op profile: {exc}"
-        self.connection.shell(["rm", "-f", names[-1]], 30, step="remove op profile")
+        self._shell(["rm", "-f", names[-1]], self.limits.step_s, step="remove op profile", check=False)
 
     # --- cleanup ------------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        """Remove the run directory (a no-op when nothing was created or it is already gone).
+        """Kill a benchmark still running from the run directory, then remove the directory (a no-op when
+        nothing was created or it is already gone). When the connection was lost, waits ``recovery_s``
+        for the device to come back (adb reconnects network devices after a blip) and tries once more.
 
-        Raises DeviceError (step ``clean up run directory``) when the device cannot be reached: the
-        orchestrator records that as a note, next to the error that came first."""
+        Raises DeviceError (step ``clean up run directory``) naming the directory left on the device when
+        it cannot be reached: the orchestrator records that as a note, next to the error that came first."""
         if not self._created:
             return
-        self.connection.check_shell(["rm", "-rf", self.run_dir], 60, step="clean up run directory")
+        try:
+            self._remove_run_dir()
+        except DeviceError as exc:
+            running = " and the benchmark may still run there" if self._maybe_running else ""
+            raise DeviceError(f"{one_line(str(exc))}; left {self.run_dir} on the device{running}") from None
         self._created = False
+        self._maybe_running = False
+
+    def _remove_run_dir(self) -> None:
+        step = "clean up run directory"
+        argv = stop_argv(self.pid_file, self.run_dir, remove=True)
+        try:
+            self._shell(argv, self.limits.step_s, step=step)
+        except DeviceTimeoutError:
+            raise
+        except DeviceError:
+            # The connection was lost: a device back within recovery_s (a blip, a replugged cable) gets one
+            # more try.
+            self._step("wait for the device", self.limits.recovery_s, self.connection.reconnect)
+            self._shell(argv, self.limits.step_s, step=step)
 

@@ -5,6 +5,10 @@ so each argument is ``shlex.quote``-d here and the device shell sees only litera
 followed by a marker carrying its exit status on stdout: adb 29 reports exit 0 with truncated output when
 the connection drops mid-command, and ssh reports its own failures as 255, so the marker is the only
 reliable sign that the command ran to its end, and with which status.
+
+Killing the local ``adb``/``ssh`` does not stop what it started: adbd sends SIGHUP to the shell alone and
+sshd sends nothing, so a benchmark left behind keeps the device busy. A command that may have to be
+stopped runs through ``recording_pid`` and is stopped with ``stop_argv``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,33 @@ def with_exit_marker(argv: Sequence[str]) -> str:
     return f"{quote_argv(argv)}; {_MARKER_PRINTF}"
 
 
+# Writes its own pid, then becomes the command: the pid file names the benchmark process itself.
+_PID_WRAPPER = 'echo "$$" > "$1" && shift && exec "$@"'
+# Kills the process a pid file names, but only while its command line still mentions the run directory (a
+# pid reused by another process is left alone); with a third argument, removes the run directory.
+STOP_SCRIPT = r"""
+pid=$(cat "$1" 2>/dev/null)
+case "$pid" in ''|*[!0-9]*) pid= ;; esac
+if [ -n "$pid" ]; then
+  case "$(tr '\000' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+    *"$2"*) kill -9 "$pid" 2>/dev/null && echo stopped ;;
+  esac
+fi
+[ -z "$3" ] || rm -rf "$2"
+"""
+
+
+def recording_pid(argv: Sequence[str], pid_file: str) -> list[str]:
+    """``argv`` run so that ``pid_file`` holds its pid: ``sh`` writes its own pid, then execs ``argv``."""
+    return ["sh", "-c", _PID_WRAPPER, "sh", pid_file, *argv]
+
+
+def stop_argv(pid_file: str, run_dir: str, *, remove: bool = False) -> list[str]:
+    """The command that kills the process ``pid_file`` names when it runs from ``run_dir`` (it prints
+    ``stopped`` when it killed one) and, with ``remove``, then removes ``run_dir``."""
+    return ["sh", "-c", STOP_SCRIPT, "sh", pid_file, run_dir, *(["remove"] if remove else [])]
+
+
 def split_exit_marker(stdout: str) -> tuple[str, int | None]:
     """In: stdout of a ``with_exit_marker`` command. Out: ``(stdout without the marker, status)``; the
     status is None when the marker is missing, i.e. the command never finished (connection lost)."""
@@ -66,6 +97,7 @@ def describe_exit(code: int) -> str:
 
 def one_line(text: str, limit: int = 300) -> str:
     """The end of ``text`` on one line, at most ``limit`` characters, for error messages."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # ssh ends its own messages with CRLF
     printable = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
     flat = " | ".join(line.strip() for line in printable.strip().splitlines() if line.strip())
     return flat if len(flat) <= limit else "..." + flat[-limit:]

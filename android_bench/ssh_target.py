@@ -103,6 +103,9 @@ class SshConnection:
     def check_shell(self, argv: Sequence[str], timeout_s: float | None = None, *, step: str) -> ShellResult:
         return require_success(self.shell(argv, timeout_s, step=step), self.name, step)
 
+    def reconnect(self, timeout_s: float) -> None:
+        """Nothing to wait for: every command opens its own ssh connection."""
+
     def push(self, local: str | Path, remote: str, *, step: str = "push", timeout_s: float | None = None) -> None:
         """Copy a local file to the board path ``remote`` (its directory must exist). Raises DeviceError."""
         if not Path(local).is_file():

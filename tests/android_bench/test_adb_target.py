@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from edgekit.android_bench.adb_target import AdbTarget, adb_targets, list_devices, targets_from_spec
 from edgekit.android_bench.bench import run_benchmark
-from edgekit.android_bench.remote_target import parse_thermal
+from edgekit.android_bench.remote_target import DeviceLimits, parse_thermal
 from edgekit.cli import main
 from edgekit.errors import DeviceError
 
@@ -167,13 +167,14 @@ def test_disconnect_mid_run_keeps_the_finished_configuration(adb, sim_devices, t
     sim, = sim_devices(1, disconnect_on="--num_threads=2", disconnect_after_s=0.3)
     binary = fake_benchmark_model(tmp_path / "benchmark_model", recorded("benchmark_model_v2.4_android_yolov5_cpu.txt"),
                                   extra='case "$*" in *--num_threads=2*) sleep 5;; esac')
-    target, = adb_targets("adb", adb, benchmark_binary=binary)
+    target, = adb_targets("adb", adb, benchmark_binary=binary, limits=DeviceLimits(recovery_s=1.0))
     report = run_benchmark(tiny_tflite_file, target, threads=(1, 2, 4), **QUICK)
     assert [r.status for r in report.runs[:2]] == ["ok", "failed"]
     assert report.runs[1].error == (f"adb:{sim.address}: run benchmark_model (xnnpack, 2 thread(s)): connection to "
                                     "the device was lost before the command finished")
     assert all(r.status == "failed" for r in report.runs[2:])
-    assert any("cleanup failed" in note for note in report.notes)
+    assert f"adb:{sim.address}: cleanup failed: wait for the device: not back within 1 s; left {target.run_dir} " \
+           "on the device and the benchmark may still run there" in report.notes
 
 
 def test_no_binary_and_no_python_says_what_to_provide(adb, sim_devices, tiny_onnx_file):

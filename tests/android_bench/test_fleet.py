@@ -11,6 +11,7 @@ from adb_fixtures import adb_fixture, fake_benchmark_model, recorded, sim_device
 
 from edgekit.android_bench.adb_target import adb_targets
 from edgekit.android_bench.fleet import run_fleet
+from edgekit.android_bench.remote_target import DeviceLimits
 from edgekit.errors import EdgekitError
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="adb is not installed (apt-get install adb)")
@@ -58,6 +59,22 @@ def test_failing_devices_are_marked_failed_without_losing_the_others(adb, sim_de
     assert failed_locked.status == "failed" and failed_locked.device.serial == locked.address
     assert failed_locked.error.startswith(f"adb:{locked.address}: device is unauthorized: accept")
     assert any(note.startswith(f"adb:{full.address}: failed before any run") for note in report.notes)
+
+
+def test_a_wedged_device_costs_the_fleet_its_timeout_not_more(adb, sim_devices, tiny_tflite_file, tmp_path):
+    good = sim_devices(2)
+    wedged, = sim_devices(1, wedge_on="--num_threads=")
+    binary = fake_benchmark_model(tmp_path / "benchmark_model", recorded("benchmark_model_v2.4_android_yolov5_cpu.txt"))
+    limits = DeviceLimits(grace_s=0.5, recovery_s=1.0)
+    targets = adb_targets("all", adb, benchmark_binary=binary, limits=limits)
+    started = time.monotonic()
+    report = run_fleet(tiny_tflite_file, targets, threads=(1, 2), timeout=2, **QUICK)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + limits.grace_s + limits.recovery_s + 8.0  # margin for a busy machine
+    statuses = {(r.device.target, r.config.threads): r.status for r in report.runs}
+    assert all(statuses[(f"adb:{sim.address}", t)] == "ok" for sim in good for t in (1, 2))
+    assert [statuses[(f"adb:{wedged.address}", t)] for t in (1, 2)] == ["failed", "failed"]
+    assert any(note.startswith(f"adb:{wedged.address}: cleanup failed: ") for note in report.notes)
 
 
 def test_one_worker_thread_per_device(adb, sim_devices, tiny_onnx_file, monkeypatch):
