@@ -171,6 +171,7 @@ def check_parity(
 
     check_samples(samples, reference.input_shape)
     say = progress or (lambda _msg: None)
+    _check_declared_shape(exported, reference)
     inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
     say(f"comparing on {inputs.array.shape[0]} inputs from {inputs.description}")
     batch = inputs.array
@@ -216,6 +217,25 @@ def check_parity(
         failures=failures,
         kernels=kernels,
     )
+
+
+def _check_declared_shape(exported, reference) -> None:
+    """Refuse a file whose declared input cannot take the reference's images, before running it (a damaged
+    or foreign file can declare a huge input that would take minutes to run)."""
+    from edgekit.runtimes.base import guess_layout
+    from edgekit.runtimes.vetting import declared_input_shape
+
+    shape = declared_input_shape(exported)
+    if shape is None or len(shape) != 4:
+        return
+    if guess_layout(shape, "NCHW") == "NHWC":
+        shape = (shape[0], shape[3], shape[1], shape[2])
+    want = tuple(reference.input_shape[1:])
+    if any(d is not None and d != w for d, w in zip(shape[1:], want, strict=True)):
+        got = "x".join("?" if d is None else str(d) for d in shape)
+        raise DataError(f"{Path(exported).name} takes input {got} (NCHW) but the reference {reference.name} takes "
+                        f"{'x'.join(map(str, reference.input_shape))}; is --model the model this file was exported "
+                        "from (and --input-shape the one it was exported at)?")
 
 
 def judge_kernels(kernels: OutputParity) -> list[str]:
@@ -282,7 +302,8 @@ def check_exported_file(
     meta = read_metadata(exported)
     ref = reference_for_file(exported, meta, model=model, weights=weights, pretrained=pretrained,
                              input_shape=input_shape)
-    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape)
+    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape,
+                     mean=ref.mean, std=ref.std)
     recorded = meta.get("weights_sha256")
     if recorded and ref.from_file and recorded != handle.weights_sha256:
         raise WeightsError(

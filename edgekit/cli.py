@@ -106,16 +106,27 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
               "by GPTQ (which minimises each layer's output error on the calibration images).")
 @click.option("--no-bias-correction", is_flag=True, help="int8: keep the biases as they are (no correction of "
               "the mean shift weight rounding causes).")
-@click.option("--normalized-input", is_flag=True, help="int8: keep the normalised image as the quantized input "
-              "(default: normalisation folded into the first conv, so pixels are quantized losslessly and a "
-              "TFLite int8 model takes pixel - 128).")
+@click.option("--input", "input_kind", type=click.Choice(["bytes", "pixels", "normalized"]), default="bytes",
+              show_default=True, help="What the file takes, for every format and precision: bytes (uint8 camera "
+              "pixels 0..255), pixels (float in [0, 1]) or normalized (float (pixel - mean) / std). For bytes and "
+              "pixels the model normalises inside (folded into its first convolution).")
+@click.option("--mean", default=None, metavar="M[,M,M]", help="Your model's input mean, in [0, 1] pixel units "
+              "(default ImageNet's, with a notice); registry models carry their own.")
+@click.option("--std", default=None, metavar="S[,S,S]", help="Your model's input std, with --mean.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), default=None,
+              help="TFLite: a text file with one class name per line, in output order, packed into the file's "
+                   "metadata (default: the registry model's labels).")
+@click.option("--no-normalization", is_flag=True, help="Your model takes pixels in [0, 1] as they are "
+              "(mean 0, std 1).")
 @click.option("--target-cpu", default=None, metavar="host|vnni|avx2|arm64|arm64-dotprod|...",
               help="ONNX int8: the CPU the model will run on (default this one); picks 7-bit weights where "
                    "its int8 kernels lack dot-product instructions.")
 @click.option("--calib", default=None, metavar="DIR|N",
               help="int8 calibration: an image folder or a number of bundled images (default 100).")
-@click.option("--io", "io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
-              help="int8 model input/output type (int8: an app feeds camera bytes directly).")
+@click.option("--io", "io", type=click.Choice(["uint8", "int8", "float"]), default=None,
+              help="TFLite int8 files: the input/output tensor type. uint8 (default with --input bytes: what "
+                   "MediaPipe and Android image APIs take), int8 (pixel - 128, no edge ops) or float (default "
+                   "otherwise).")
 @weights_option
 @pretrained_option
 @shape_option
@@ -131,8 +142,9 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
 def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_rounding, no_bias_correction,
-                   normalized_input, target_cpu, calib, io, weights, pretrained, input_shape, output_dir,
-                   shuffle_lowering, opset, no_check, data, samples, as_json) -> None:
+                   input_kind, mean, std, labels_file, no_normalization, target_cpu, calib, io, weights,
+                   pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check, data, samples,
+                   as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.data.inputs import check_data_source
     from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
@@ -140,21 +152,35 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
     from edgekit.report import render_export, to_json
 
     check_data_source(data)  # before seconds of export work, not after them
+    from edgekit.export.input_contract import parse_floats
+
+    if no_normalization and (mean or std):
+        raise click.UsageError("--no-normalization and --mean/--std exclude each other")
+    mean, std = ((0.0,), (1.0,)) if no_normalization else (parse_floats(mean, "--mean"), parse_floats(std, "--std"))
     common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
-                  check=not no_check, data=data, samples=samples, progress=_progress)
+                  check=not no_check, data=data, samples=samples, progress=_progress, input_kind=input_kind,
+                  mean=mean, std=std)
     if target_cpu and not (fmt == "onnx" and int8):
         raise click.UsageError("--target-cpu applies to --format onnx --int8")
-    if (calib_method or no_equalize or no_optimal_rounding or no_bias_correction or normalized_input) and not int8:
-        raise click.UsageError("--calib-method, --no-equalize, --no-optimal-rounding, --no-bias-correction and "
-                               "--normalized-input apply to --int8 exports")
+    if (calib_method or no_equalize or no_optimal_rounding or no_bias_correction) and not int8:
+        raise click.UsageError("--calib-method, --no-equalize, --no-optimal-rounding and --no-bias-correction "
+                               "apply to --int8 exports")
+    labels = None
+    if labels_file is not None:
+        if fmt != "tflite":
+            raise click.UsageError("--labels applies to --format tflite (its standard metadata carries labels)")
+        from edgekit.export.input_contract import read_labels
+
+        labels = read_labels(labels_file)
+    if io is not None and not (fmt == "tflite" and int8):
+        raise click.UsageError("--io applies to --format tflite --int8 (other files' input type follows --input)")
     quant = dict(equalize=not no_equalize, optimal_rounding=not no_optimal_rounding,
-                 bias_correction=not no_bias_correction,
-                 fold_normalization=not normalized_input)
+                 bias_correction=not no_bias_correction)
     if fmt == "tflite":
         if opset is not None:
             raise click.UsageError("--opset applies to --format onnx only")
         with stdout_to_stderr():
-            result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib,
+            result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib, labels=labels,
                                    calib_method=calib_method or "percentile",
                                    shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **quant, **common)
     elif int8:
@@ -172,6 +198,8 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
             result = export_onnx(model or "shufflenet_v2_x1_0",
                                  shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
                                  opset=opset or DEFAULT_OPSET, **common)
+    if result.usage:
+        _progress(f"use: {result.usage}")
     click.echo(to_json(result) if as_json else render_export(result), nl=not as_json)
 
 

@@ -171,7 +171,7 @@ def per_layer_errors(
     handle = _reference(path, meta, model, weights, pretrained, input_shape, samples)
     say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
     fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
-    fp32, _, _ = apply_shuffle_passes(fp32, meta.get("shuffle_lowering") or "reshape")
+    fp32, _, _ = apply_shuffle_passes(fp32, _lowering(meta, "reshape"))
     from edgekit.export.passes.fold_input_normalization import PIXELS, fold_input_normalization
 
     calib = _equalization_calib(meta, default=None)
@@ -207,9 +207,10 @@ def per_layer_errors(
     step = int(handle.input_shape[0])
     ref_input, q_input = ref_session.get_inputs()[0].name, q_session.get_inputs()[0].name
     acc = _Accumulator(len(matched))
+    feed = _declared_input(meta)
     for start in range(0, inputs.array.shape[0] - step + 1, step):
         x = inputs.array[start : start + step]
-        acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: x}))
+        acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: feed(x)}))
     producer = {out: node for node in int8_model.graph.node for out in node.output}
     layers = acc.layers([(x, "input" if x == pixel_tensor else _op_label(producer.get(x)), node, inputs_)
                          for x, _dq, node, inputs_ in matched])
@@ -220,6 +221,26 @@ def per_layer_errors(
     )
     report.suggestions = suggest_remedies(layers, meta)
     return report
+
+
+def _declared_input(meta: dict[str, str]):
+    """A function from normalised NCHW batches to what the file's declared input contract takes (bytes as
+    uint8 codes, pixels in [0, 1]); the identity for files that take the normalised image."""
+    from edgekit.export.input_contract import METADATA_KEY, InputContract
+    from edgekit.runtimes.base import TensorSpec, pixel_normalization, pixels_from_normalized
+
+    normalization = pixel_normalization(meta)
+    if normalization is None:
+        return lambda x: x
+    contract = InputContract.from_metadata(meta[METADATA_KEY])
+    spec = TensorSpec("input", tuple(contract.shape), contract.dtype, "NCHW", contract.scale, contract.zero_point)
+    return lambda x: pixels_from_normalized(x, normalization, spec)
+
+
+def _lowering(meta: dict[str, str], default: str) -> str:
+    """The shuffle lowering a file records (``default`` when it records none, or ``none``: no shuffles)."""
+    recorded = meta.get("shuffle_lowering")
+    return default if recorded in (None, "", "none") else recorded
 
 
 def _equalization_calib(meta: dict[str, str], default):
@@ -239,7 +260,8 @@ def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, inp
 
     ref = reference_for_file(path, meta, model=model, weights=weights, pretrained=pretrained,
                              input_shape=input_shape, purpose="compare per layer")
-    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape)
+    handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape,
+                     mean=ref.mean, std=ref.std)
     check_samples(samples, handle.input_shape)
     return handle
 
@@ -303,7 +325,9 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
         for t in op["outputs"]:
             d = details[int(t)]
             if d["dtype"] == np.int8 and d["quantization"][0] > 0:
-                quantized[int(t)] = (op["op_name"], f"op {op['index']}")
+                # a uint8 file's edge QUANTIZE makes the int8 input: list it as the input, as for int8 files
+                edge = op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == q.get_input_details()[0]["index"]
+                quantized[int(t)] = ("input", "(graph input)") if edge else (op["op_name"], f"op {op['index']}")
     if not quantized:
         raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "
                              "float model")
@@ -314,8 +338,10 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
         calib = _equalization_calib(meta, default=100)
         fp32 = export_tflite(str(model or handle.name), weights=weights, pretrained=pretrained,
                              input_shape=handle.input_shape, output_dir=tmp, check=False, calib=calib,
-                             equalize=calib is not None, fold_normalization=pixels,
-                             shuffle_lowering=meta.get("shuffle_lowering") or "auto")
+                             mean=handle.mean if handle.family == "user" else None,
+                             std=handle.std if handle.family == "user" else None,
+                             equalize=calib is not None, input_kind="pixels" if pixels else "normalized",
+                             shuffle_lowering=_lowering(meta, "auto"))
         ref = interpreter(fp32.path)
     ref_index = {d["name"]: d["index"] for d in ref.get_tensor_details()}
     input_names = {int(t): details[int(t)]["name"] for op in ops for t in op["inputs"] if int(t) in details}
@@ -324,6 +350,9 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     for op in ops:
         for t in (int(v) for v in op["outputs"]):
             name = details[t]["name"]
+            # An edge QUANTIZE renamed the int8 output (logits -> logits_int8) so the uint8 one keeps the name.
+            if name.endswith("_int8") and name not in ref_index and name[: -len("_int8")] in ref_index:
+                name = name[: -len("_int8")]
             # The pixel fill only copies the input and constant mean pixels (rounded to whole codes at the
             # border): not a layer that loses anything worth flagging.
             if t in quantized and name in ref_index and "_pixel_fill" not in name:
@@ -334,8 +363,8 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     if in_index not in quantized and details[in_index]["quantization"][0] > 0 and input_name in ref_index:
         tensors.insert(0, (input_name, "input", "(graph input)", []))
         pairs.insert(0, (ref_index[input_name], in_index))
-    fill = sum(1 for t in quantized if "_pixel_fill" in details[t]["name"])
-    unmatched = len(quantized) - fill - sum(1 for _, op_label, *_ in tensors if op_label != "input")
+    compared = {q_idx for _, q_idx in pairs}
+    unmatched = sum(1 for t in quantized if t not in compared and "_pixel_fill" not in details[t]["name"])
     inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
     say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
     acc = _Accumulator(len(pairs))
@@ -347,8 +376,9 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
             x = to_pixels(x, handle.mean, handle.std, channel_axis=3)
         ref.set_tensor(r_in["index"], x)
         ref.invoke()
-        if q_in["dtype"] == np.int8:
-            q.set_tensor(q_in["index"], np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8))
+        if np.issubdtype(q_in["dtype"], np.integer):  # int8 pixel - 128, or uint8 bytes
+            info = np.iinfo(q_in["dtype"])
+            q.set_tensor(q_in["index"], np.clip(np.round(x / scale) + zero, info.min, info.max).astype(q_in["dtype"]))
         else:
             q.set_tensor(q_in["index"], x)
         q.invoke()

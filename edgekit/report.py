@@ -172,15 +172,11 @@ def render_export(result) -> str:
     ops = ", ".join(f"{k} {v}" for k, v in result.op_histogram.items())
     lines.append(f"ops: {ops}")
     if result.format == "tflite":
-        lines.append(
-            f"layout transposes: {result.layout_transposes}; XNNPACK partitions: {result.xnnpack_partitions}; "
-            f"io: {result.io}"
-        )
-        if result.input_quantization:
-            q = result.input_quantization
-            lines.append(f"input quantization: real = {q['scale']:.6g} * (q - {q['zero_point']})")
+        lines.append(f"layout transposes: {result.layout_transposes}; XNNPACK partitions: {result.xnnpack_partitions}")
         if result.calibration:
             lines.append(f"calibration: {result.calibration}")
+    if result.usage:
+        lines.append(f"use: {result.usage}")
     lines.extend(f"note: {note}" for note in result.notes)
     if result.parity is not None:
         lines.append(render_parity(result.parity))

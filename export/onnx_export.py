@@ -8,6 +8,7 @@ inside a model labelled opset 17, which onnxsim and strict checkers reject.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from edgekit.check import Progress
 from edgekit.errors import ExportError, UserModelError
+from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.export.metadata import onnx_metadata_props
 from edgekit.export.publish import StepClock, provenance, publish
 from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
@@ -35,29 +37,40 @@ def export_onnx(
     output_dir: str | Path = "edgekit-out",
     shuffle_lowering: str = DEFAULT_SHUFFLE_LOWERING,
     opset: int = DEFAULT_OPSET,
+    input_kind: str = DEFAULT_INPUT,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
     check: bool = True,
     data: str | Path | None = None,
     samples: int = 8,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export a registry model or user factory to ``output_dir/<name>.onnx``, ``<name>.json`` (the export
-    report) and ``<name>.html`` (the same report for people).
+    report) and ``<name>.html`` (the same report for people). ``input_kind`` (``input_contract.INPUT_KINDS``):
+    what the file takes, NCHW: ``bytes`` (uint8, the default), ``pixels`` (float [0, 1]) or ``normalized``.
+    ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice).
 
     Runs the parity check on the staged file unless ``check`` is False; a failed check raises ParityError
     and, like any other failure, leaves no file behind. Returns the ExportResult written to the JSON
     report. Raises EdgekitError subclasses for unknown models, bad weights, unwritable output, bad data.
     """
+    from edgekit.export.onnx_input import normalize_in_model, onnx_input_contract, onnx_output_facts
     from edgekit.export.passes import SHUFFLE_LOWERINGS
 
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
+    resolve_io(input_kind, None, int8=False)
     say = progress or (lambda _msg: None)
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
-                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say)
+                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
+                              mean=mean, std=std)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
+    onnx_model = normalize_in_model(onnx_model, handle.mean, handle.std, input_kind)
+    contract = onnx_input_contract(onnx_model, input_kind, handle.mean, handle.std)
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
-                        precision="fp32")
+                        precision="fp32", shuffles=len(matches))
+    fields[METADATA_KEY] = contract.to_metadata()
     content = finalize(onnx_model, fields)
     clock.lap("finalize")
 
@@ -77,6 +90,8 @@ def export_onnx(
             op_histogram=op_histogram(onnx_model),
             shuffles=shuffle_records(matches, shuffle_lowering),
             passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
+            io=contract.dtype, input_contract=json.loads(contract.to_metadata()),
+            usage=usage_line(contract, onnx_output_facts(onnx_model)),
             **measured,
         )
 
@@ -97,7 +112,7 @@ class PreparedExport:
 
 
 def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output_dir, opset: int,
-                   shuffle_lowering: str, say: Progress) -> PreparedExport:
+                   shuffle_lowering: str, say: Progress, mean=None, std=None) -> PreparedExport:
     """Check the output directory, build the model, export it to ONNX, simplify, lower its shuffles.
 
     The output directory is checked first so a bad ``--output`` fails before any expensive work.
@@ -107,7 +122,10 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     clock = StepClock()
     out_dir = ensure_writable_dir(output_dir)
     say(f"building {model}")
-    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape)
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std)
+    if handle.normalization == "assumed":
+        say(f"note: assuming {handle.name} normalises its input with ImageNet's mean {handle.mean} and std "
+            f"{handle.std}; pass --mean/--std, or --no-normalization, if it does not")
     clock.lap("build")
     say(f"exporting {handle.name} to ONNX opset {opset}")
     onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
@@ -115,7 +133,7 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     say("simplifying with onnxsim")
     onnx_model = simplify(onnx_model)
     clock.lap("simplify")
-    say(f"lowering channel shuffles ({shuffle_lowering})")
+    say("finding channel shuffles")
     onnx_model, pass_results, matches = _apply_passes(onnx_model, shuffle_lowering)
     clock.lap("passes")
     return PreparedExport(handle, out_dir, clock, onnx_model, pass_results, matches)

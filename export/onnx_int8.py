@@ -7,6 +7,7 @@ run on (``edgekit.export.cpu_features``): 7-bit weights where the integer kernel
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,9 @@ from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.cpu_features import CpuTarget, cpu_target
+from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
+from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
@@ -259,6 +262,9 @@ def export_onnx_int8(
     optimal_rounding: bool = True,
     bias_correction: bool = True,
     fold_normalization: bool = True,
+    input_kind: str = DEFAULT_INPUT,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -278,7 +284,10 @@ def export_onnx_int8(
     ``equalize``: cross-layer equalization of pointwise/depthwise pairs (``equalize_cross_layer``).
     ``optimal_rounding``: GPTQ weight rounding on the calibration images (``round_weights_optimally``).
     ``fold_normalization`` folds the input normalisation into the first Conv (``fold_input_normalization``:
-    the input stays the normalised image, its quantization becomes lossless); ``bias_correction`` takes
+    its quantization becomes lossless); ``input_kind``: what the file takes, NCHW (``bytes``: uint8 codes,
+    the default; ``pixels``: float [0, 1]; ``normalized``), for the first two the fold is required;
+    ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice);
+    ``bias_correction`` takes
     the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The parity
     check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
     ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
@@ -289,10 +298,15 @@ def export_onnx_int8(
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     if calib_method not in CALIB_METHODS:
         raise ExportError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(CALIB_METHODS)}")
+    resolve_io(input_kind, None, int8=True)
+    if input_kind != "normalized" and not fold_normalization:
+        raise ExportError(f"--input {input_kind} needs the normalisation folded into the model; pass --input "
+                          "normalized to keep it outside")
     target: CpuTarget = cpu_target(target_cpu)
     say = progress or (lambda _msg: None)
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
-                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say)
+                              output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
+                              mean=mean, std=std)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     images, calibration = calibration_inputs(calib, handle)
@@ -318,12 +332,15 @@ def export_onnx_int8(
         onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
         improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
+    quantized = retarget_quantized_input(quantized, handle.mean, input_kind)
+    contract = onnx_input_contract(quantized, input_kind, handle.mean, handle.std)
     clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
-                        precision="int8")
+                        precision="int8", shuffles=len(matches))
     fields.update(ptq_steps.equalization_fields(equalize, calib))
     fields.update(calib_method=calib_method, reduce_range=str(target.reduce_range).lower(),
                   target_cpu=target.name)
+    fields[METADATA_KEY] = contract.to_metadata()
     content = finalize(quantized, fields)
     clock.lap("finalize")
     notes = [
@@ -350,7 +367,9 @@ def export_onnx_int8(
             op_histogram=op_histogram(quantized), shuffles=shuffle_records(matches, shuffle_lowering),
             passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
             calibration=calibration, calib_method=calib_method, reduce_range=target.reduce_range,
-            target_cpu=f"{target.name} ({target.evidence})", notes=notes, **measured,
+            target_cpu=f"{target.name} ({target.evidence})", notes=notes, io=contract.dtype,
+            input_contract=json.loads(contract.to_metadata()),
+            usage=usage_line(contract, onnx_output_facts(quantized)), **measured,
         )
 
     return publish(content, out_dir / f"{handle.name}_int8.onnx", handle, make_result, clock=clock, check=check,

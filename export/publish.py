@@ -33,14 +33,25 @@ class StepClock:
         self._last = now
 
 
-def provenance(model: str, handle, *, weights, pretrained: bool, shuffle_lowering: str, precision: str) -> dict:
-    """The metadata stored inside exported files, so ``edgekit check FILE`` can rebuild the reference."""
+def provenance(model: str, handle, *, weights, pretrained: bool, shuffle_lowering: str, precision: str,
+               shuffles: int = 1) -> dict:
+    """The metadata stored inside exported files, so ``edgekit check FILE`` can rebuild the reference.
+
+    ``weights_kind``: ``file``, ``pretrained``, ``factory`` (whatever a user's factory built) or
+    ``deterministic`` (a registry model's seeded initialisation); ``shuffle_lowering`` is ``none`` when the
+    model has no channel shuffle (``shuffles`` found: 0)."""
+    if weights:
+        kind = "file"
+    elif pretrained:
+        kind = "pretrained"
+    else:
+        kind = "factory" if getattr(handle, "family", "") == "user" else "deterministic"
     return {
         "model": model,
         "input_shape": ",".join(str(d) for d in handle.input_shape),
-        "weights_kind": "file" if weights else ("pretrained" if pretrained else "deterministic"),
+        "weights_kind": kind,
         "weights_sha256": handle.weights_sha256,
-        "shuffle_lowering": shuffle_lowering,
+        "shuffle_lowering": shuffle_lowering if shuffles else "none",
         "precision": precision,
     }
 

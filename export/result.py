@@ -46,10 +46,13 @@ class ExportResult:
     passes: list[PassRecord]
     parity: Any | None = None  # ParityReport, or None when the check was skipped
     seconds: dict[str, float] = field(default_factory=dict)
+    # What the file takes (export.input_contract.InputContract as a dict) and one line on feeding and reading it
+    input_contract: dict | None = None
+    usage: str | None = None
     # TFLite only
     layout_transposes: int | None = None
     xnnpack_partitions: int | None = None
-    io: str | None = None  # "int8" or "float": the type an app feeds and reads
+    io: str | None = None  # the input tensor's type: "uint8", "int8" or "float32"
     input_quantization: dict | None = None  # {"scale": s, "zero_point": z}: real = s * (q - z)
     output_quantization: dict | None = None
     calibration: str | None = None

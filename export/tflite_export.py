@@ -9,6 +9,7 @@ and written with the flatbuffer bindings that ai-edge-litert ships. Parity is pr
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from edgekit.check import Progress
 from edgekit.errors import DataError, ExportError
 from edgekit.export import ptq_steps
+from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
@@ -42,13 +44,16 @@ def export_tflite(
     model: str = "shufflenet_v2_x1_0",
     *,
     int8: bool = False,
-    io: str = "int8",
+    input_kind: str = DEFAULT_INPUT,
+    io: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    labels: list[str] | None = None,
     calib: str | Path | int | None = None,
     calib_method: str = "percentile",
     equalize: bool = True,
     optimal_rounding: bool = True,
     bias_correction: bool = True,
-    fold_normalization: bool | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -63,16 +68,22 @@ def export_tflite(
 
     ``int8`` gives full-integer quantization (per-channel int8 weights, int8 activations) calibrated on
     ``calib``: an image folder, a number of bundled natural images, or None for
-    DEFAULT_CALIBRATION_IMAGES bundled images (never the same crops the parity check uses). ``io`` is the
-    type of the model's input and output for int8 models ("int8": an app feeds camera bytes; "float").
+    DEFAULT_CALIBRATION_IMAGES bundled images (never the same crops the parity check uses). ``input_kind``
+    (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera pixels, the default),
+    ``pixels`` (float in [0, 1]) or ``normalized``; for the first two the normalisation is folded into the
+    model (``pixel_input``), so an int8 file quantizes its input losslessly. ``io`` (int8 only): the edge
+    types, ``uint8`` (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or
+    ``float`` (default otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's,
+    with a notice). The file carries standard TFLite Model Metadata (``support_metadata``: image properties,
+    normalisation in the input's units, stats, and ``labels`` (default: the registry model's) packed as
+    ``labels.txt``), so MediaPipe Tasks, Android Studio's model binding and the TFLite Support library read
+    it as it is.
     ``calib_method``: ``minmax``, ``percentile`` (99.99th, the default: best measured) or ``mse``.
     ``equalize``: cross-layer equalization of the pointwise/depthwise pairs on the calibration images
     (``equalize_cross_layer``) before quantizing. ``optimal_rounding``: weights rounded by GPTQ to
     minimise each layer's output error on the calibration images (``round_weights_optimally``).
-    ``bias_correction`` takes the mean output shift of weight rounding out of every bias.
-    ``fold_normalization`` (default: for int8 files with int8 input): the model takes pixels
-    (``q = pixel - 128``) and normalises inside its first convolutions, so the int8 input loses nothing
-    (``pixel_input``); the report and the file's metadata say ``input_normalization: in-model``.
+    ``bias_correction`` takes the mean output shift of weight rounding out of every bias. The file's
+    metadata declares its ``input_contract``; the report's ``usage`` says what to feed and how to read it.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
@@ -84,8 +95,7 @@ def export_tflite(
         raise ExportError(
             f"unknown --shuffle {shuffle_lowering!r} for TFLite; choose one of {', '.join(TFLITE_SHUFFLE_LOWERINGS)}"
         )
-    if io not in ("int8", "float"):
-        raise ExportError(f"unknown --io {io!r}; choose int8 or float")
+    in_dtype = resolve_io(input_kind, io, int8)
     from edgekit.export.tflite.calibrate import CALIBRATION_METHODS
 
     if calib_method not in CALIBRATION_METHODS:
@@ -94,7 +104,8 @@ def export_tflite(
     say = progress or (lambda _msg: None)
     # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
-                              output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say)
+                              output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say,
+                              mean=mean, std=std)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, matches = prepared.onnx_model, prepared.matches
     notes: list[str] = []
@@ -115,10 +126,8 @@ def export_tflite(
     clock.lap("lower")
     precision = "int8" if int8 else "fp32"
     normalization = "caller"
-    if fold_normalization is None:
-        fold_normalization = int8 and io == "int8"
-    if fold_normalization:
-        normalization, images = _fold_normalization(graph, handle, images if int8 else None, notes)
+    if input_kind != "normalized":
+        normalization, images = _fold_normalization(graph, handle, images if int8 else None, notes, int8)
     if int8:
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
         from edgekit.export.tflite.calibrate import calibrate_ranges
@@ -129,17 +138,25 @@ def export_tflite(
         ranges = calibrate_ranges(graph, images, method=calib_method, channel_means=means)
         if normalization == IN_MODEL:
             ranges[graph.inputs[0]] = PIXEL_RANGE
-        graph = quantize_graph(graph, ranges, io=io, input_means=means if bias_correction else None)
+        edge = {"uint8": "uint8", "int8": "int8", "float32": "float"}[in_dtype]
+        graph = quantize_graph(graph, ranges, io=edge, input_means=means if bias_correction else None)
         notes.append(f"calibration: {calib_method} on {calibration}; bias correction "
                      + ("on (weight-rounding shift taken out of every bias)" if bias_correction else "off"))
         clock.lap("quantize")
+    elif input_kind == "bytes":
+        _take_bytes(graph)
+    contract = _input_contract(graph, input_kind, handle)
+    outputs = _output_facts(graph)
+    usage = usage_line(contract, outputs)
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
-                        precision=precision)
+                        precision=precision, shuffles=len(matches))
     fields.update(ptq_steps.equalization_fields(equalized, calib))
-    in_q, out_q = _io_quantization(graph) if int8 else (None, None)
+    in_q, out_q = _io_quantization(graph)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
-                  "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q}
+                  "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q,
+                  METADATA_KEY: contract.to_metadata()}
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
+    content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes)
     partitions = xnnpack_partitions(content)
     clock.lap("write")
     stem = f"{handle.name}_int8" if int8 else handle.name
@@ -162,7 +179,9 @@ def export_tflite(
             passes=[],
             layout_transposes=layout_transposes,
             xnnpack_partitions=partitions,
-            io=(io if int8 else "float"),
+            io=in_dtype,
+            input_contract=json.loads(contract.to_metadata()),
+            usage=usage,
             input_quantization=in_q,
             output_quantization=out_q,
             calibration=calibration,
@@ -174,19 +193,115 @@ def export_tflite(
                    samples=samples, say=say)
 
 
-def _fold_normalization(graph, handle, images: np.ndarray | None, notes: list[str]):
-    """Fold the input normalisation into ``graph`` where it applies; the mode and the calibration images
-    in the input's new units (pixels in [0, 1] when folded)."""
+def _fold_normalization(graph, handle, images: np.ndarray | None, notes: list[str], int8: bool):
+    """Make ``graph`` take pixels in [0, 1]: the normalisation folded into the convolutions that read the
+    input (exact, and lossless for an int8 input), or for an fp32 graph whose first layer cannot absorb it, a
+    MUL and an ADD in front. Returns the mode and the calibration images in pixel units."""
     from edgekit.export.tflite.pixel_input import PixelInputNotApplicable, take_pixel_input, to_pixels
 
     try:
         fold = take_pixel_input(graph, handle.mean, handle.std)
+        notes.append(f"input normalisation folded into {len(fold.convolutions)} convolution(s)"
+                     + (", so quantizing the input loses nothing" if int8 else ""))
     except PixelInputNotApplicable as exc:
-        notes.append(f"input normalisation not folded ({exc}): the int8 input is the normalised image")
-        return "caller", images
-    notes.append(f"input: pixels (int8 = pixel - 128); normalisation folded into {len(fold.convolutions)} "
-                 "convolution(s), so quantizing the input loses nothing")
+        if int8:
+            raise ExportError(f"this model cannot take pixels in int8 ({exc}); pass --input normalized") from None
+        _normalize_in_model(graph, handle.mean, handle.std)
+        notes.append(f"input normalisation applied by a MUL and an ADD in the model ({exc})")
     return IN_MODEL, None if images is None else to_pixels(images, handle.mean, handle.std, channel_axis=3)
+
+
+def _normalize_in_model(graph, mean, std) -> None:
+    """Prepend ``x * (1 / std) + (-mean / std)`` per channel to an fp32 NHWC graph, so it takes pixels."""
+    from edgekit.export.tflite.ir import Op
+
+    x = graph.inputs[0]
+    scale = graph.add_constant("edgekit_input_scale", (1.0 / np.asarray(std, np.float64)).astype(np.float32))
+    shift = graph.add_constant("edgekit_input_shift",
+                               (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32))
+    scaled = graph.add_tensor("edgekit_input_scaled", graph.shape(x))
+    normalized = graph.add_tensor("edgekit_input_normalized", graph.shape(x))
+    graph.replace_uses(x, normalized)
+    graph.ops[0:0] = [Op("MUL", [x, scale], [scaled], {}, "input"),
+                      Op("ADD", [scaled, shift], [normalized], {}, "input")]
+
+
+def _take_bytes(graph) -> None:
+    """Make an fp32 graph that takes pixels in [0, 1] take their uint8 bytes: one DEQUANTIZE (scale 1/255)."""
+    from edgekit.export.tflite.ir import Op, Quant
+
+    x = graph.inputs[0]
+    raw = graph.add_tensor(x + "_uint8", graph.shape(x), "uint8", Quant.per_tensor(PIXEL_STEP, 0))
+    graph.ops.insert(0, Op("DEQUANTIZE", [raw], [x], {}, "input"))
+    graph.inputs[0] = raw
+
+
+def _with_app_metadata(content: bytes, graph, contract: InputContract, handle, precision: str, labels,
+                       notes: list[str]) -> bytes:
+    """``content`` with standard TFLite Model Metadata describing ``contract`` and the outputs (labels packed
+    for a classifier whose class count they match). Images of 1 or 3 channels only; others get a note."""
+    from edgekit import __version__
+    from edgekit.export.tflite.support_metadata import AppMetadata, InputInfo, OutputInfo, with_support_metadata
+    from edgekit.models import registry
+
+    _, height, width, channels = contract.shape
+    if channels not in (1, 3) or len(graph.outputs) < 1:
+        notes.append(f"no standard TFLite metadata: it describes 1- or 3-channel images, this input has {channels}")
+        return content
+    given = labels is not None
+    if labels is None and registry.is_registered(handle.name):
+        labels = registry.model_metadata(handle.name).get("labels")
+    if contract.dtype in ("uint8", "int8"):  # what MediaPipe's uint8 path and TFLite Support's casts expect
+        offset = contract.zero_point + (128 if contract.dtype == "int8" else 0)
+        mean, std = [float(offset)], [round(1.0 / contract.scale, 3)]  # 255, not float32 1/255 inverted
+        low, high = [0.0], [255.0]
+    else:
+        mean, std = contract.normalization_options()
+        low, high = ([0.0], [1.0]) if contract.kind == "pixels" else (
+            [-m / s for m, s in zip(contract.mean, contract.std, strict=True)],
+            [(1 - m) / s for m, s in zip(contract.mean, contract.std, strict=True)])
+    outputs = []
+    for i, name in enumerate(graph.outputs):
+        classes = graph.tensors[name].shape[-1] if graph.tensors[name].shape else 0
+        fits = labels is not None and i == 0 and len(labels) == classes
+        if labels is not None and i == 0 and not fits:
+            if given:
+                raise ExportError(f"--labels has {len(labels)} labels but the model's output {name!r} has {classes} "
+                                  "classes; pass one label per class, in output order")
+            notes.append(f"labels not packed: {len(labels)} labels for {classes} outputs")
+        outputs.append(OutputInfo(name=name, description="scores, one per class" if fits else "model output",
+                                  labels=list(labels) if fits else None))
+    meta = AppMetadata(
+        name=handle.name, description=f"{handle.name} ({precision}) exported by edgekit; input: {contract.describe()}",
+        version=None, author=f"edgekit {__version__}", license=None,
+        input=InputInfo(name=graph.inputs[0], description=contract.describe(),
+                        color_space="RGB" if channels == 3 else "GRAYSCALE", mean=mean, std=std, min=low, max=high,
+                        height=height, width=width),
+        outputs=outputs,
+    )
+    return with_support_metadata(content, meta)
+
+
+def _input_contract(graph, input_kind: str, handle) -> InputContract:
+    t = graph.tensors[graph.inputs[0]]
+    scale = zero_point = None
+    if t.quant is not None:
+        scale = float(np.asarray(t.quant.scale).ravel()[0])
+        zero_point = int(np.asarray(t.quant.zero_point).ravel()[0])
+    return InputContract(kind=input_kind, dtype=t.dtype, layout="NHWC", shape=tuple(t.shape),
+                         mean=tuple(handle.mean), std=tuple(handle.std), scale=scale, zero_point=zero_point)
+
+
+def _output_facts(graph) -> list[dict]:
+    facts = []
+    for name in graph.outputs:
+        t = graph.tensors[name]
+        fact = {"name": name, "dtype": t.dtype, "shape": list(t.shape)}
+        if t.quant is not None and t.dtype != "float32":
+            fact["scale"] = float(np.asarray(t.quant.scale).ravel()[0])
+            fact["zero_point"] = int(np.asarray(t.quant.zero_point).ravel()[0])
+        facts.append(fact)
+    return facts
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:

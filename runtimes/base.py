@@ -237,3 +237,49 @@ def one_line(message: object, limit: int = 200) -> str:
     """Collapse an engine's (possibly multi-line) error message to one short line."""
     text = " ".join(str(message).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def pixel_normalization(fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` per channel when a file's edgekit metadata says it takes pixels (its input contract's
+    kind is ``pixels`` or ``bytes``; older files: ``input_normalization: in-model``), else None. Raises
+    ``ModelFileError`` for a contract or mean/std that cannot be read."""
+    import json
+
+    from edgekit.export.input_contract import METADATA_KEY, InputContract
+
+    try:
+        if fields.get(METADATA_KEY):
+            contract = InputContract.from_metadata(fields[METADATA_KEY])
+            if not contract.takes_pixels:
+                return None
+            mean, std = contract.mean, contract.std
+        elif fields.get("input_normalization") == "in-model":
+            mean, std = json.loads(fields["mean"]), json.loads(fields["std"])
+        else:
+            return None
+        mean_array, std_array = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+        if mean_array.ndim != 1 or mean_array.shape != std_array.shape or not np.all(std_array != 0):
+            raise ValueError("mean/std")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"the file's input contract in its edgekit metadata is damaged ({exc}); re-export "
+                             "it") from None
+    return mean_array, std_array
+
+
+def pixels_from_normalized(x: np.ndarray, normalization, spec: TensorSpec) -> np.ndarray:
+    """Normalised NCHW float input turned into what a pixel-input model takes, in its layout and dtype:
+    pixels in [0, 1] (``x * std + mean``), or their integer codes for a quantized input (one multiply-add
+    per element, then rounding: pixels land on whole codes, so no value sits on a rounding tie)."""
+    mean, std = normalization
+    if len(mean) != x.shape[1]:
+        raise DataError(f"input has {x.shape[1]} channels but the model's input contract has {len(mean)}; "
+                        "pass images with the model's channel count")
+    gain, offset = std.astype(np.float64), mean.astype(np.float64)
+    if spec.scale is not None:
+        gain, offset = gain / spec.scale, offset / spec.scale + spec.zero_point
+    shape = (1, -1, 1, 1)
+    x = to_model_layout(x * gain.astype(np.float32).reshape(shape) + offset.astype(np.float32).reshape(shape), spec)
+    if spec.scale is not None:
+        info = np.iinfo(spec.dtype)
+        x = np.clip(np.rint(x), info.min, info.max)
+    return np.ascontiguousarray(x.astype(spec.dtype))

@@ -19,6 +19,8 @@ from .base import (
     collect_outputs,
     guess_layout,
     one_line,
+    pixel_normalization,
+    pixels_from_normalized,
     to_model_layout,
 )
 
@@ -132,15 +134,7 @@ class LiteRTRuntime(Runtime):
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         spec = self.inputs[0]
         if self.pixel_input is not None and x.ndim == 4:
-            # The model normalises inside (edgekit's folded input): hand it the pixels the caller normalised,
-            # in one multiply-add per element (already in quantized units when the input is int8).
-            gain, offset = _pixel_affine(self.pixel_input, spec)
-            x = to_model_layout(x * gain + offset, spec)
-            if spec.scale is not None:
-                info = np.iinfo(spec.dtype)
-                # Pixels land on whole codes, so no value sits on a rounding tie: rint is exact here.
-                x = np.clip(np.rint(x), info.min, info.max)
-            x = np.ascontiguousarray(x.astype(spec.dtype))
+            x = pixels_from_normalized(x, self.pixel_input, spec)
         else:
             x = _quantize(to_model_layout(x, spec), spec)
         results = [self._invoke(chunk) for chunk in batches(x, spec.shape[0])]
@@ -160,31 +154,16 @@ class LiteRTRuntime(Runtime):
         del self._interpreter
 
 
-def _pixel_affine(pixel_input, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray]:
-    """``(gain, offset)`` per NCHW channel taking normalised input to pixels, or to their integer codes."""
-    mean, std = pixel_input
-    gain, offset = std.astype(np.float64), mean.astype(np.float64)
-    if spec.scale is not None:
-        gain, offset = gain / spec.scale, offset / spec.scale + spec.zero_point
-    shape = (1, -1, 1, 1)
-    return gain.astype(np.float32).reshape(shape), offset.astype(np.float32).reshape(shape)
-
-
 def _pixel_input_normalization(path) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(mean, std)`` when edgekit folded the input normalisation into the model (it then takes pixels
-    in [0, 1]); None for every other file."""
+    """``(mean, std)`` when the file takes pixels (its input contract is ``pixels`` or ``bytes``, or an older
+    edgekit file says ``input_normalization: in-model``); None for every other file."""
     from edgekit.export.metadata import read_metadata
 
     try:
         fields = read_metadata(path)
     except EdgekitError:
         return None
-    if fields.get("input_normalization") != "in-model":
-        return None
-    import json
-
-    mean, std = (np.asarray(json.loads(fields[key]), dtype=np.float32) for key in ("mean", "std"))
-    return mean, std
+    return pixel_normalization(fields)
 
 
 def _signature(detail: dict) -> tuple[int | None, ...]:

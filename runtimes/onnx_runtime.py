@@ -19,6 +19,8 @@ from .base import (
     collect_outputs,
     guess_layout,
     one_line,
+    pixel_normalization,
+    pixels_from_normalized,
     to_model_layout,
 )
 
@@ -102,6 +104,14 @@ class OnnxRuntime(Runtime):
         in_dtypes = [_ORT_TYPES.get(i.type, i.type) for i in session_inputs]
         out_dtypes = [_ORT_TYPES.get(o.type, o.type) for o in self._session.get_outputs()]
         qparams = _qdq_params(self.path, in_dtypes, out_dtypes)
+        contract = _input_contract(self.path)
+        self.pixel_input = pixel_normalization(contract)
+        if contract.get("input_contract") and session_inputs:
+            from edgekit.export.input_contract import InputContract
+
+            declared = InputContract.from_metadata(contract["input_contract"])
+            if declared.scale is not None:  # e.g. uint8 bytes cast in the model: the contract gives the codes
+                qparams.setdefault(session_inputs[0].name, (declared.scale, declared.zero_point))
 
         self.inputs = []
         for arg, dtype in zip(session_inputs, in_dtypes, strict=True):
@@ -148,6 +158,10 @@ class OnnxRuntime(Runtime):
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         spec = self.inputs[0]
+        if self.pixel_input is not None and x.ndim == 4:
+            x = pixels_from_normalized(x, self.pixel_input, spec)
+            results = [self._session.run(None, {spec.name: chunk}) for chunk in batches(x, spec.shape[0])]
+            return collect_outputs(results, self.outputs)
         x = to_model_layout(x, spec)
         if spec.scale is not None:
             # ONNX QuantizeLinear rounds half to even, which is what np.rint does.
@@ -161,6 +175,16 @@ class OnnxRuntime(Runtime):
 
     def _close(self) -> None:
         del self._session
+
+
+def _input_contract(path) -> dict[str, str]:
+    """The file's edgekit metadata (empty for files without it)."""
+    from edgekit.export.metadata import read_metadata
+
+    try:
+        return read_metadata(path)
+    except EdgekitError:
+        return {}
 
 
 def _shape(dims: list) -> tuple[int | None, ...]:
@@ -209,11 +233,24 @@ def _qdq_params(path, in_dtypes: list[str], out_dtypes: list[str]) -> dict[str, 
     found: dict[str, tuple[float, int]] = {}
     graph_inputs = {i.name for i in graph.input}
     graph_outputs = {o.name for o in graph.output}
+    # An integer input may reach its DequantizeLinear through ops that only move codes (the mean-pixel
+    # border strips joined by Concat): follow those.
+    readers: dict[str, list] = {}
     for node in graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in graph_inputs:
-            p = params(node)
-            if p is not None:
-                found.setdefault(node.input[0], p)
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    for name in graph_inputs:
+        frontier, seen = [name], set()
+        while frontier:
+            tensor = frontier.pop()
+            for node in readers.get(tensor, []):
+                if node.op_type == "DequantizeLinear" and node.input[0] == tensor:
+                    p = params(node)
+                    if p is not None:
+                        found.setdefault(name, p)
+                elif node.op_type in ("Concat", "Pad", "Reshape", "Transpose") and node.output[0] not in seen:
+                    seen.add(node.output[0])
+                    frontier.append(node.output[0])
         if node.op_type == "QuantizeLinear" and node.output[0] in graph_outputs:
             p = params(node)
             if p is not None:

@@ -61,6 +61,31 @@ def validate_model_file(path: str | os.PathLike[str]) -> None:
                                  f"{' '.join(str(exc).split())[:160]}); re-export it") from None
 
 
+def declared_input_shape(path: str | os.PathLike[str]) -> tuple[int | None, ...] | None:
+    """The first input's shape as the file declares it, read without an engine (None when unreadable or
+    absent; None entries for dynamic dimensions). Lets callers refuse a mismatched file before running it."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".onnx":
+            import onnx
+
+            dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+            return tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
+        if path.suffix.lower() == ".tflite":
+            from .tflite_structure import validate_tflite
+
+            content = path.read_bytes()
+            validate_tflite(content, str(path))
+            from ai_edge_litert import schema_py_generated as schema
+
+            graph = schema.Model.GetRootAs(content, 0).Subgraphs(0)
+            tensor = graph.Tensors(graph.Inputs(0))
+            return tuple(int(tensor.Shape(i)) for i in range(tensor.ShapeLength()))
+    except Exception:  # unreadable here: the engine's own checks will say why
+        return None
+    return None
+
+
 def vet_model_file(
     path: str | os.PathLike[str],
     *,

@@ -16,8 +16,18 @@ from edgekit.per_layer import JUMP_DB, LayerError, per_layer_errors, suggest_rem
 
 @pytest.fixture(scope="module")
 def digits_int8(tmp_path_factory):
+    # the normalised-input file: its input is quantized, so it has an input row to test
     out = tmp_path_factory.mktemp("per-layer")
-    return export_onnx_int8("shufflenet_v2_digits", calib="digits:50", output_dir=out, check=False).path
+    return export_onnx_int8("shufflenet_v2_digits", calib="digits:50", output_dir=out, check=False,
+                            input_kind="normalized").path
+
+
+@pytest.mark.slow
+def test_default_bytes_file_compares_from_its_first_conv(tmp_path):
+    """The default file takes the camera bytes themselves: no input quantization to list, every layer matched."""
+    path = export_onnx_int8("shufflenet_v2_digits", calib="digits:50", output_dir=tmp_path, check=False).path
+    report = per_layer_errors(path, data="digits", samples=4)
+    assert report.unmatched == 0 and report.layers[0].op == "Conv" and report.layers[0].sqnr_db > 20
 
 
 @pytest.mark.slow

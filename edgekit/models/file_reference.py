@@ -32,6 +32,9 @@ class FileReference:
     input_shape: tuple[int, ...] | None
     pretrained: bool
     from_file: bool
+    #: a user factory's normalisation as the file declares it (None for registry models, which carry theirs)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def printable(text: str, limit: int = 120) -> str:
@@ -62,6 +65,17 @@ def metadata_input_shape(meta: dict[str, str], path: str | Path) -> tuple[int, .
     return shape
 
 
+def declared_normalization(meta: dict[str, str]) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The mean/std a file's input contract declares (numbers only), or ``(None, None)``."""
+    from edgekit.export.input_contract import METADATA_KEY, InputContract
+
+    try:
+        contract = InputContract.from_metadata(meta[METADATA_KEY])
+    except (KeyError, ValueError, TypeError):
+        return None, None
+    return contract.mean, contract.std
+
+
 def reference_for_file(
     path: str | Path,
     meta: dict[str, str],
@@ -83,7 +97,10 @@ def reference_for_file(
     if input_shape is None:
         input_shape = metadata_input_shape(meta, path)
     if model:
-        return FileReference(model, input_shape, pretrained, from_file=False)
+        mean = std = None
+        if not registry.is_registered(model):
+            mean, std = declared_normalization(meta)
+        return FileReference(model, input_shape, pretrained, from_file=False, mean=mean, std=std)
     named = meta.get("model")
     if not named:
         raise DataError(f"{name} carries no edgekit metadata naming its model; pass --model NAME (or "

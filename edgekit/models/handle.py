@@ -40,6 +40,24 @@ class ModelHandle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     family: str
+    #: where mean/std come from: "model" (the registry's), "given" (--mean/--std) or "assumed" (ImageNet's)
+    normalization: str = "model"
+
+
+def _normalization(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std (one value is repeated for every channel); raises DataError for a count that does
+    not fit ``channels`` or a std that is not positive."""
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    if len(mean) == 1:
+        mean = mean * channels
+    if len(std) == 1:
+        std = std * channels
+    if len(mean) != channels or len(std) != channels:
+        raise DataError(f"--mean/--std need 1 or {channels} values for a {channels}-channel input, got "
+                        f"{len(mean)} and {len(std)}")
+    if min(std) <= 0:
+        raise DataError(f"--std values must be positive (they divide the pixels), got {std}")
+    return mean, std
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
@@ -73,6 +91,8 @@ def resolve(
     pretrained: bool = False,
     input_shape: str | Sequence[int] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> ModelHandle:
     """Resolve a registry name, ``path/to/file.py:factory`` or ``package.module:factory`` to a handle.
 
@@ -88,8 +108,12 @@ def resolve(
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     if shape is not None:
         check_input_memory(shape)
+    if (mean is None) != (std is None):
+        raise DataError("pass --mean and --std together (or --no-normalization)")
 
     if registry.is_registered(spec):
+        if mean is not None:
+            raise DataError(f"{spec} carries its own mean and std; --mean/--std are for your own models")
         meta = registry.model_metadata(spec)
         module, source = registry.create_with_source(spec, weights, pretrained, progress)
         default_shape = tuple(meta.get("input_shape", registry.DEFAULT_INPUT_SHAPE))
@@ -123,7 +147,11 @@ def resolve(
             apply_state_dict(module, state, source=str(weights), arch=factory_name(spec))
             source = f"file:{os.path.abspath(os.fspath(weights))}"
         module.eval()
-        mean, std = (GRAYSCALE_MEAN, GRAYSCALE_STD) if shape[1] == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+        normalization = "given"
+        if mean is None:
+            mean, std = (GRAYSCALE_MEAN, GRAYSCALE_STD) if shape[1] == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+            normalization = "assumed"
+        mean, std = _normalization(mean, std, shape[1])
         return ModelHandle(
             name=factory_name(spec),
             module=module,
@@ -133,6 +161,7 @@ def resolve(
             mean=mean,
             std=std,
             family="user",
+            normalization=normalization,
         )
 
     if spec.endswith(".py") or os.path.sep in spec:

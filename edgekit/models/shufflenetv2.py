@@ -8,6 +8,7 @@ through ``edgekit.models.channel_shuffle`` so the exporter can choose how it is 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,12 @@ from edgekit.models.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: The ImageNet-1k class names in output order, as torchvision's weights metadata lists them
+#: (torchvision/models/_meta.py, _IMAGENET_CATEGORIES), shipped as package data.
+IMAGENET_LABELS = tuple(
+    (Path(__file__).with_name("imagenet_labels.txt")).read_text(encoding="utf-8").splitlines()
+)
 
 STAGES_REPEATS = (4, 8, 4)
 STAGES_OUT_CHANNELS = {
@@ -166,6 +173,7 @@ def _meta(width: str, *, params: int, acc1: float, mflops: int) -> dict:
         input_shape=(1, 3, 224, 224),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        labels=IMAGENET_LABELS,
         description=f"ShuffleNetV2 {w}x (torchvision layout; ImageNet acc@1 {acc1} with pretrained weights)",
     )
 

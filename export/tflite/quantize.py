@@ -15,7 +15,7 @@ import copy
 import numpy as np
 
 from edgekit.errors import ExportError
-from edgekit.export.tflite.ir import Graph, Op, Quant
+from edgekit.export.tflite.ir import Graph, Op, Quant, Tensor
 from edgekit.export.weight_rounding import weight_rounding_shift
 
 QMIN, QMAX = -128, 127
@@ -52,7 +52,7 @@ _WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
 QUANTIZABLE_OPS = frozenset(SHARED_QUANT_OPS) | frozenset(FIXED_OUTPUT_QUANT) | _RESCALING_OPS
 
-IO_TYPES = ("int8", "float")
+IO_TYPES = ("int8", "uint8", "float")
 
 
 def activation_quant(lo: float, hi: float) -> Quant:
@@ -156,7 +156,8 @@ def quantize_graph(
     """A full-integer int8 copy of the fp32 ``graph``; ``graph`` itself is left untouched.
 
     ``ranges`` maps every non-constant float tensor to its calibrated ``(min, max)``. ``io="int8"`` makes
-    the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="float"``
+    the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="uint8"``
+    makes them uint8 (same scales, zero points + 128) with one exact QUANTIZE at each edge; ``io="float"``
     keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Int32
     constants (shapes, axes, permutations, paddings) are kept as they are.
 
@@ -209,6 +210,8 @@ def quantize_graph(
 
     if io == "float":
         _add_float_io(g)
+    elif io == "uint8":
+        _add_uint8_io(g)
     return g
 
 
@@ -291,6 +294,42 @@ def _drop_unused_tensors(graph: Graph) -> None:
     graph.tensors = {k: v for k, v in graph.tensors.items() if k in used}
 
 
+def _add_uint8_io(graph: Graph) -> None:
+    """uint8 model input/output around the int8 graph (what MediaPipe and Android's image APIs hand over):
+    a QUANTIZE after each input and before each output that only moves the zero point by 128, so it is
+    exact; XNNPACK runs both in the same partition as the int8 graph."""
+    head: list[Op] = []
+    for i, name in enumerate(graph.inputs):
+        t = graph.tensors[name]
+        u = graph.add_tensor(name + "_uint8", t.shape, "uint8", _shifted(t.quant))
+        head.append(Op("QUANTIZE", [u], [name], {}, "input"))
+        graph.inputs[i] = u
+    tail: list[Op] = []
+    for name in list(graph.outputs):
+        inner = _rename_output(graph, name, "_int8")
+        graph.tensors[name] = Tensor(name, graph.shape(inner), "uint8", None, _shifted(graph.tensors[inner].quant))
+        tail.append(Op("QUANTIZE", [inner], [name], {}, "output"))
+    graph.ops = head + graph.ops + tail
+
+
+def _rename_output(graph: Graph, name: str, suffix: str) -> str:
+    """Give graph output ``name``'s tensor a new internal name (returned), so an edge op can produce the
+    output under the model's own name (apps look outputs up by name)."""
+    inner = graph.unique(name + suffix)
+    tensor = graph.tensors.pop(name)
+    tensor.name = inner
+    graph.tensors[inner] = tensor
+    for op in graph.ops:
+        op.inputs = [inner if n == name else n for n in op.inputs]
+        op.outputs = [inner if n == name else n for n in op.outputs]
+    return inner
+
+
+def _shifted(quant: Quant) -> Quant:
+    """The uint8 twin of an int8 per-tensor quantization: same scale, zero point + 128."""
+    return Quant(np.asarray(quant.scale).copy(), np.asarray(quant.zero_point) + 128, quant.axis)
+
+
 def _add_float_io(graph: Graph) -> None:
     """Float32 model input/output around the int8 graph: QUANTIZE after each input, DEQUANTIZE before outputs."""
     head: list[Op] = []
@@ -302,9 +341,8 @@ def _add_float_io(graph: Graph) -> None:
         head.append(Op("QUANTIZE", [name], [q], {}, "input"))
         graph.inputs[i] = name
     tail: list[Op] = []
-    for i, name in enumerate(graph.outputs):
-        t = graph.tensors[name]
-        f = graph.add_tensor(name + "_float", t.shape, "float32")
-        tail.append(Op("DEQUANTIZE", [name], [f], {}, "output"))
-        graph.outputs[i] = f
+    for name in list(graph.outputs):
+        inner = _rename_output(graph, name, "_int8")
+        graph.tensors[name] = Tensor(name, graph.shape(inner), "float32")
+        tail.append(Op("DEQUANTIZE", [inner], [name], {}, "output"))
     graph.ops = head + graph.ops + tail

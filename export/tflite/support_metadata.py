@@ -292,10 +292,10 @@ def with_support_metadata(content: bytes, meta: AppMetadata) -> bytes:
     builder.Finish(model.Pack(builder), file_identifier=_MODEL_IDENTIFIER)
     files = {labels_file_name(i): ("\n".join(out.labels) + "\n").encode("utf-8")
              for i, out in enumerate(meta.outputs) if out.labels is not None}
-    return _append_zip(bytes(builder.Output()), files)
+    return append_associated_files(bytes(builder.Output()), files)
 
 
-def _append_zip(model: bytes, files: dict[str, bytes]) -> bytes:
+def append_associated_files(model: bytes, files: dict[str, bytes]) -> bytes:
     """``model`` followed by a zip of ``files``, whose offsets count from the start of the model as
     the populator's append does; stored uncompressed, as TFLite Support and MediaPipe read them in place."""
     if not files:

@@ -196,7 +196,7 @@ def read_tflite_metadata(content: bytes) -> dict:
 
 def with_tflite_metadata(content: bytes, fields: dict) -> bytes:
     """``content`` re-serialised with ``fields`` merged into its "edgekit" metadata entry (added if absent);
-    tensors, operators and buffers are carried over unchanged."""
+    tensors, operators, buffers, other metadata entries and packed files (labels) are carried over unchanged."""
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     merged = {**read_tflite_metadata(content), **fields}
@@ -209,4 +209,7 @@ def with_tflite_metadata(content: bytes, fields: dict) -> bytes:
         model.metadata = [*(model.metadata or []), schema.MetadataT(name="edgekit", buffer=len(model.buffers) - 1)]
     builder = flatbuffers.Builder(len(content) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
-    return bytes(builder.Output())
+    # Files packed after the model (labels) are addressed from the start of the file: pack them again.
+    from edgekit.export.tflite.support_metadata import append_associated_files, read_associated_files
+
+    return append_associated_files(bytes(builder.Output()), read_associated_files(content))

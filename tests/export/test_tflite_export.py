@@ -49,9 +49,11 @@ def test_fp32_export_is_native_nhwc_and_one_partition(x0_5_fp32):
     assert result.layout_transposes == 0 and result.xnnpack_partitions == 1
     assert result.shuffle_lowering == "folded" and len(result.shuffles) == 16  # "auto" folds ShuffleNetV2
     assert "TRANSPOSE" not in result.op_histogram and "SPLIT" not in result.op_histogram
-    # explicit PAD only where SAME differs from PyTorch: the stride-2 conv1, the max pool, and the two
-    # stride-2 depthwise convs of each of the three downsampling blocks
-    assert result.op_histogram["PAD"] == 8
+    # explicit PAD only where SAME differs from PyTorch: the max pool and the two stride-2 depthwise convs of
+    # each of the three downsampling blocks; conv1 reads the camera bytes (the default input) through the
+    # pixel fill (mean-pixel strips joined by CONCATENATION) instead, after one DEQUANTIZE of the uint8 input
+    assert result.op_histogram["PAD"] == 7 and result.op_histogram["DEQUANTIZE"] == 1
+    assert result.input_contract["kind"] == "bytes" and result.input_contract["dtype"] == "uint8"
     assert sorted(p.name for p in out.iterdir()) == [
         "shufflenet_v2_x0_5.tflite", "shufflenet_v2_x0_5.tflite.html", "shufflenet_v2_x0_5.tflite.json",
     ]
@@ -198,15 +200,17 @@ def x0_5_int8(tmp_path_factory):
 
 def test_int8_export_is_full_integer_and_one_partition(x0_5_int8):
     result, out = x0_5_int8
-    assert result.precision == "int8" and result.io == "int8"
+    # the default input is camera bytes: uint8 in and out, each edge one exact QUANTIZE (zero point +-128)
+    assert result.precision == "int8" and result.io == "uint8"
     # measured 0.980 on these untrained weights (the peers' converters reach 0.982-0.984 on such weights)
     assert result.parity.passed and result.parity.outputs[0].cosine >= 0.97
     assert result.xnnpack_partitions == 1 and result.layout_transposes == 0
-    assert "QUANTIZE" not in result.op_histogram and "DEQUANTIZE" not in result.op_histogram
-    assert set(result.input_quantization) == {"scale", "zero_point"} and result.input_quantization["scale"] > 0
+    assert result.op_histogram["QUANTIZE"] == 2 and "DEQUANTIZE" not in result.op_histogram
+    assert result.input_quantization == {"scale": pytest.approx(1 / 255), "zero_point": 0}
     assert "32 bundled" in result.calibration
     interpreter = load_interpreter_module()[0](model_path=str(out / "shufflenet_v2_x0_5_int8.tflite"))
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
     assert read_metadata(out / "shufflenet_v2_x0_5_int8.tflite")["precision"] == "int8"
 
 
@@ -217,9 +221,18 @@ def test_int8_file_passes_check(x0_5_int8):
 
 
 def test_int8_float_io(tmp_path):
-    result = export_tflite("shufflenet_v2_x0_5", int8=True, io="float", calib=16, output_dir=tmp_path, samples=4)
-    assert result.io == "float" and result.parity.passed
+    result = export_tflite("shufflenet_v2_x0_5", int8=True, input_kind="pixels", calib=16, output_dir=tmp_path,
+                           samples=4)
+    assert result.io == "float32" and result.parity.passed
     assert result.op_histogram["QUANTIZE"] == 1 and result.op_histogram["DEQUANTIZE"] == 1
+    assert result.input_contract["kind"] == "pixels"
+
+
+def test_int8_int8_io_has_no_edge_ops(tmp_path):
+    result = export_tflite("shufflenet_v2_x0_5", int8=True, io="int8", calib=16, output_dir=tmp_path, samples=4)
+    assert result.io == "int8" and result.parity.passed and result.xnnpack_partitions == 1
+    assert "QUANTIZE" not in result.op_histogram and "DEQUANTIZE" not in result.op_histogram
+    assert result.input_quantization == {"scale": pytest.approx(1 / 255), "zero_point": -128}  # pixel - 128
 
 
 def test_int8_without_usable_calibration_images(tmp_path):

@@ -277,7 +277,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ExportError, match="no calibrated range"):
         quantize_graph(g, {})
     with pytest.raises(ExportError, match="io type"):
-        quantize_graph(g, {}, io="uint8")
+        quantize_graph(g, {}, io="uint16")
     g.ops.append(Op("GATHER", [g.outputs[0]], [g.add_tensor("g", (1, 10))], {}, "gather_node"))
     with pytest.raises(ExportError, match="GATHER.*gather_node"):
         quantize_graph(g, {})

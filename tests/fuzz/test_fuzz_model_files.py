@@ -53,7 +53,7 @@ def assert_survived(summary: dict, count: int) -> None:
     assert summary["tracebacks"] == [], summary["tracebacks"][:5]
     assert summary["errors"] + summary["ran"] == 2 * count  # check and bench for every mutant
     assert summary["errors"] > 0  # the mutants are damaged: most must be refused
-    assert summary["slowest_s"] < PER_MUTANT_LIMIT_S
+    assert summary["slowest_s"] < PER_MUTANT_LIMIT_S, summary.get("slowest")
     assert summary["left_behind"] == [] and summary["tmp_left"] == []
 
 
@@ -70,7 +70,7 @@ def test_a_thousand_mutants_never_crash_or_traceback(int8_files, suffix, tmp_pat
     count = 1000
     summary = fuzz(int8_files[suffix], count, seed=2, tmp_path=tmp_path)
     print(f"{suffix}: {count} mutants, {summary['errors']} refused, {summary['ran']} ran, "
-          f"slowest {summary['slowest_s']:.1f} s")
+          f"slowest {summary['slowest_s']:.1f} s ({summary.get('slowest')})")
     assert_survived(summary, count)
 
 
