@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edgekit.android_bench.remote_target import DeviceUnresponsiveError
 from edgekit.android_bench.results import BenchConfig, BenchReport, BenchRun, CoreInfo
 from edgekit.android_bench.target import Target
-from edgekit.errors import EdgekitError, OutputError
+from edgekit.errors import DeviceUnresponsiveError, EdgekitError, OutputError
 from edgekit.fileio import staged_files
 
 ProgressFn = Callable[[str], None]

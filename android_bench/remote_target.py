@@ -38,16 +38,11 @@ from edgekit.android_bench.parsers import (
 from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, DeviceFacts
 from edgekit.android_bench.shell import ShellResult, describe_exit, one_line, recording_pid, stop_argv
 from edgekit.android_bench.target import Target
-from edgekit.errors import DeviceError, DeviceTimeoutError, EdgekitError, ModelFileError
+from edgekit.errors import DeviceError, DeviceTimeoutError, DeviceUnresponsiveError, EdgekitError, ModelFileError
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 PROFILE_BYTES = 64 << 20  # an ONNX Runtime op profile is a few MB; its pull is given the time of this many bytes
 _T = TypeVar("_T")
-
-
-class DeviceUnresponsiveError(DeviceTimeoutError):
-    """A device that stopped answering: its target asks it nothing more, so every later step fails at once.
-    (It belongs beside DeviceTimeoutError in ``edgekit.errors``.)"""
 
 
 @dataclass(frozen=True)

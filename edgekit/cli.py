@@ -302,7 +302,9 @@ def _name_list(_ctx, _param, value):
               help="Seconds of idle between configurations.")
 @click.option("--op-profile", is_flag=True, help="Also record the per-op profile.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds a configuration may take (then its partial result is kept).")
+              help="Seconds a configuration may take (adb/ssh default 60). On the host the timed loop stops "
+                   "there and keeps its partial result; on a device the run is killed there and the "
+                   "configurations that finished are kept.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), default="edgekit-bench",
               show_default=True, help="Directory for bench.json, bench.md, bench.html and raw tool output.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,

@@ -60,3 +60,7 @@ class DeviceError(EdgekitError):
 
 class DeviceTimeoutError(DeviceError):
     """A step on a benchmark target that ran past its time limit (``--timeout``)."""
+
+
+class DeviceUnresponsiveError(DeviceTimeoutError):
+    """A device that stopped answering: its target asks it nothing more, so every later step fails at once."""

@@ -199,11 +199,43 @@ def export_html(result) -> str:
     hist = list(result.op_histogram.items())
     body = [f"<h1>{html.escape(result.model)} &mdash; {result.format} {result.precision}</h1>"]
     body.append(f"<p>{html.escape(result.path)} &middot; {result.file_size / 1e6:.2f} MB</p>")
+    if getattr(result, "usage", None):
+        body.append("<h2>Use it</h2>" + f"<p>{html.escape(result.usage)}</p>" + _app_snippet_html(result))
     body.append("<h2>Operators</h2>" + bar_chart_svg([(k, float(v)) for k, v in hist], unit=""))
     if result.parity is not None:
         headers, rows = parity_rows(result.parity)
         body.append("<h2>Parity</h2>" + html_table(headers, rows) + _parity_limits_html(result.parity))
     return page(f"edgekit: {result.model}", "\n".join(body))
+
+
+def _app_snippet_html(result) -> str:
+    """A short Android snippet for the file the page describes (MediaPipe for .tflite, ONNX Runtime for .onnx)."""
+    from pathlib import Path
+
+    name = Path(result.path).name
+    if result.format == "tflite":
+        lines = [
+            "// com.google.mediapipe:tasks-vision: size, normalisation and labels come from the file's metadata",
+            "val classifier = ImageClassifier.createFromOptions(context,",
+            "    ImageClassifier.ImageClassifierOptions.builder()",
+            f'        .setBaseOptions(BaseOptions.builder().setModelAssetPath("{name}").build())',
+            "        .setMaxResults(5).build())",
+            "val top = classifier.classify(BitmapImageBuilder(bitmap).build())",
+            "    .classificationResult().classifications()[0].categories()[0]",
+        ]
+    else:
+        contract = result.input_contract or {}
+        shape = ", ".join(f"{d}L" for d in contract.get("shape", []))
+        kind = "UINT8" if contract.get("dtype") == "uint8" else "FLOAT"
+        lines = [
+            "// com.microsoft.onnxruntime:onnxruntime-android",
+            "val env = OrtEnvironment.getEnvironment()",
+            f'val session = env.createSession(assets.open("{name}").readBytes())',
+            f"// buffer: {contract.get('dtype', 'float32')} NCHW, as the line above says",
+            f"val input = OnnxTensor.createTensor(env, buffer, longArrayOf({shape}), OnnxJavaType.{kind})",
+            "val scores = session.run(mapOf(session.inputNames.first() to input))[0].value",
+        ]
+    return f"<pre><code>{html.escape(chr(10).join(lines))}</code></pre>"
 
 
 def _parity_limits_html(report) -> str:

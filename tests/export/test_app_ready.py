@@ -95,3 +95,14 @@ def test_every_file_computes_the_same_from_its_own_input(default_files):
     np.testing.assert_allclose(logits[("onnx", False)], fp32, atol=1e-3)
     for key in (("tflite", True), ("onnx", True)):
         assert (logits[key].argmax(1) == fp32.argmax(1)).all(), key
+
+
+def test_export_page_says_how_to_use_the_file(default_files):
+    import html
+    from pathlib import Path
+
+    for (fmt, _int8), report in default_files.items():
+        page = Path(report["report_path"]).with_suffix(".html").read_text()
+        assert "<h2>Use it</h2>" in page and html.escape(report["usage"]) in page
+        assert ("ImageClassifier" if fmt == "tflite" else "OnnxTensor.createTensor") in page
+        assert Path(report["path"]).name in page
