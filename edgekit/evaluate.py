@@ -81,12 +81,12 @@ def _target(spec: str | os.PathLike[str], *, weights=None, input_shape=None) -> 
     path = Path(spec)
     if path.suffix.lower() in (".onnx", ".tflite"):
         from edgekit.export.metadata import read_metadata
+        from edgekit.models.file_reference import metadata_input_shape
 
         meta = read_metadata(path)
         name = meta.get("model")
         reg = registry.model_metadata(name) if name and registry.is_registered(name) else {}
-        shape = input_shape or (tuple(int(d) for d in meta["input_shape"].split(",")) if meta.get("input_shape")
-                                else tuple(reg.get("input_shape", ())))
+        shape = input_shape or metadata_input_shape(meta, path) or tuple(reg.get("input_shape", ()))
         if not shape:
             raise DataError(f"{path} carries no edgekit metadata giving its input shape; pass --input-shape N,C,H,W")
         mean = _floats(meta.get("mean")) or tuple(reg.get("mean", (0.485, 0.456, 0.406)))

@@ -48,7 +48,8 @@ def provenance(model: str, handle, *, weights, pretrained: bool, shuffle_lowerin
         kind = "factory" if getattr(handle, "family", "") == "user" else "deterministic"
     return {
         "model": model,
-        "input_shape": ",".join(str(d) for d in handle.input_shape),
+        # the PyTorch reference's NCHW input; what the file itself takes is its ``input_contract``
+        "reference_input_shape": ",".join(str(d) for d in handle.input_shape),
         "weights_kind": kind,
         "weights_sha256": handle.weights_sha256,
         "shuffle_lowering": shuffle_lowering if shuffles else "none",

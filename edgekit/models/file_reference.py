@@ -50,7 +50,7 @@ def metadata_input_shape(meta: dict[str, str], path: str | Path) -> tuple[int, .
 
     Raises ``DataError`` for a shape that is not four positive integers up to ``MAX_METADATA_DIMENSION``.
     """
-    text = meta.get("input_shape")
+    text = meta.get("reference_input_shape") or meta.get("input_shape")  # the older files' name
     if not text:
         return None
     try:

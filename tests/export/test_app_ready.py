@@ -53,7 +53,7 @@ def test_mediapipe_classifies_the_default_tflite_as_edgekit_eval_does(default_fi
     from mediapipe.tasks.python import BaseOptions, vision
 
     path = default_files[("tflite", int8)]["path"]
-    _, _, h, w = (int(d) for d in read_metadata(path)["input_shape"].split(","))
+    _, _, h, w = (int(d) for d in read_metadata(path)["reference_input_shape"].split(","))
     images, labels = digits_images("heldout", (h, w))  # the model's own size: no resize on either side
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=path))
     with vision.ImageClassifier.create_from_options(options) as classifier:

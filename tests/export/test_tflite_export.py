@@ -1,5 +1,6 @@
 """TFLite export end to end, through the real LiteRT interpreter: parity, layout, XNNPACK, determinism."""
 
+import json
 import textwrap
 
 import numpy as np
@@ -63,7 +64,9 @@ def test_metadata_makes_the_file_self_describing(x0_5_fp32):
     _, out = x0_5_fp32
     meta = read_metadata(out / "shufflenet_v2_x0_5.tflite")
     assert meta["model"] == "shufflenet_v2_x0_5" and meta["layout"] == "NHWC"
-    assert meta["input_shape"] == "1,3,224,224" and "0.485" in meta["mean"]
+    # the reference's NCHW shape says so by its name; the file's own NHWC input is in its contract
+    assert meta["reference_input_shape"] == "1,3,224,224" and "input_shape" not in meta and "0.485" in meta["mean"]
+    assert json.loads(meta["input_contract"])["shape"] == [1, 224, 224, 3]
     assert check_exported_file(out / "shufflenet_v2_x0_5.tflite", samples=2).passed
 
 
