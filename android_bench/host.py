@@ -62,17 +62,47 @@ def read_proc_status(path: str = "/proc/self/status") -> dict[str, float]:
     return values
 
 
-def host_cores(sysfs: str = "/sys/devices/system/cpu") -> list[CoreInfo]:
-    """This machine's online cores with ``cpuinfo_max_freq`` where cpufreq exposes it."""
+def host_cores(sysfs: str = "/sys/devices/system/cpu", cpuinfo: str = "/proc/cpuinfo") -> list[CoreInfo]:
+    """The cores this process may run on (``sched_getaffinity``, else ``os.cpu_count()``), each with
+    ``cpuinfo_max_freq`` from cpufreq, or, where cpufreq gives none (virtual machines), the ``cpu MHz`` that
+    ``cpuinfo`` shows for it as ``clock_khz``. Unreadable files leave the frequencies None."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    clocks: dict[int, int] | None = None
     cores = []
-    for index in sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1):
-        freq = Path(sysfs, f"cpu{index}", "cpufreq", "cpuinfo_max_freq")
-        try:
-            max_khz = int(freq.read_text().strip())
-        except (OSError, ValueError):
-            max_khz = None
-        cores.append(CoreInfo(index=index, max_khz=max_khz))
+    for index in sorted(usable):
+        core = CoreInfo(index=index, max_khz=_read_khz(Path(sysfs, f"cpu{index}", "cpufreq", "cpuinfo_max_freq")))
+        if core.max_khz is None:
+            clocks = _cpuinfo_clocks(cpuinfo) if clocks is None else clocks
+            core.clock_khz = clocks.get(index)
+        cores.append(core)
     return cores
+
+
+def _read_khz(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cpuinfo_clocks(path: str) -> dict[int, int]:
+    """``processor`` index -> its ``cpu MHz`` in kHz, from /proc/cpuinfo (x86 has the field, ARM does not)."""
+    clocks: dict[int, int] = {}
+    processor = None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return clocks
+    for line in lines:
+        key, _, value = (part.strip() for part in line.partition(":"))
+        try:
+            if key == "processor":
+                processor = int(value)
+            elif key == "cpu MHz" and processor is not None:
+                clocks[processor] = round(float(value) * 1000)
+        except ValueError:
+            continue
+    return clocks
 
 
 def _cpu_model() -> str | None:
@@ -177,6 +207,7 @@ class HostTarget(Target):
             count=len(times),
             mean_ms=statistics.fmean(times),
             median_ms=statistics.median(times),
+            p10_ms=float(np.percentile(times, 10)),
             p90_ms=float(np.percentile(times, 90)),
             min_ms=min(times),
             max_ms=max(times),

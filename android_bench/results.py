@@ -25,6 +25,7 @@ class LatencyStats:
     warmup_ms: float | None = None  # mean of the warm-up runs
     p5_ms: float | None = None
     p95_ms: float | None = None
+    p10_ms: float | None = None  # the low end of the spread reports show (host runs; tools print p5 at best)
 
 
 @dataclass
@@ -58,6 +59,9 @@ class OpTypeRow:
 class CoreInfo:
     index: int
     max_khz: int | None = None
+    # The clock /proc/cpuinfo showed when the facts were read, kept only where cpufreq gives no maximum (a VM):
+    # it names the machine, but it moves with load, so nothing picks cores by it.
+    clock_khz: int | None = None
 
 
 @dataclass

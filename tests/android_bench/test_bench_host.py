@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -19,12 +20,13 @@ from edgekit.android_bench.binaries import (
     download_benchmark_binary,
     resolve_benchmark_binary,
 )
-from edgekit.android_bench.host import RUNNER, HostTarget, read_proc_status
+from edgekit.android_bench.host import RUNNER, HostTarget, host_cores, read_proc_status
 from edgekit.android_bench.parsers import parse_runner_output
-from edgekit.android_bench.results import BenchRun, CoreInfo, DeviceFacts, LatencyStats
+from edgekit.android_bench.results import BenchConfig, BenchReport, BenchRun, CoreInfo, DeviceFacts, LatencyStats
 from edgekit.android_bench.target import Target
 from edgekit.cli import main
 from edgekit.errors import DownloadError, EdgekitError, ModelFileError
+from edgekit.report import bench_device_rows
 
 FAST = {"runs": 3, "min_secs": 0.0, "warmup": 1}
 
@@ -72,6 +74,48 @@ def test_host_onnx_run_has_latency_memory_and_op_profile(tiny_onnx_file):
     assert {r.op_type for r in run.op_profile} >= {"Conv", "Gemm"}  # ORT fuses the ReLUs into Conv
     assert run.op_type_summary[0].avg_ms >= run.op_type_summary[-1].avg_ms
     assert json.loads(run.raw_text)["times_ms"]
+
+
+def test_host_run_records_the_spread_reports_draw(tiny_onnx_file):
+    lat = run_benchmark(tiny_onnx_file, HostTarget(), runs=20, min_secs=0.0, warmup=1).runs[0].latency
+    assert lat.min_ms <= lat.p10_ms <= lat.median_ms <= lat.p90_ms <= lat.max_ms
+    assert lat.p10_ms < lat.p90_ms  # 20 timings of a real model are never all equal
+
+
+def test_host_facts_describe_the_usable_cores_on_this_machine():
+    facts = HostTarget().facts()
+    assert [c.index for c in facts.cores] == sorted(os.sched_getaffinity(0))
+    assert all(c.max_khz or c.clock_khz for c in facts.cores) == _any_frequency_source()
+    headers, rows = bench_device_rows(BenchReport(runs=[BenchRun(
+        device=facts, model_file="m.onnx", model_sha256="", tool="host", tool_version=None,
+        config=BenchConfig(1, "cpu", 1, 0.0, 0))], model_file="m.onnx"))
+    cores = rows[0][headers.index("cores")]
+    assert cores.split()[0] == str(len(os.sched_getaffinity(0)))
+    assert ("GHz" in cores) == _any_frequency_source(), cores
+
+
+def _any_frequency_source() -> bool:
+    """Whether this machine shows a core frequency: cpufreq's maximum, or /proc/cpuinfo's "cpu MHz" (x86)."""
+    cpu = next(iter(os.sched_getaffinity(0)))
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return Path(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq").exists() or "cpu MHz" in cpuinfo
+
+
+def test_host_cores_prefer_cpufreq_maxima_and_fall_back_to_the_cpuinfo_clock(tmp_path):
+    usable = sorted(os.sched_getaffinity(0))
+    sysfs = tmp_path / "cpu"
+    for index in usable:
+        (sysfs / f"cpu{index}" / "cpufreq").mkdir(parents=True)
+        (sysfs / f"cpu{index}" / "cpufreq" / "cpuinfo_max_freq").write_text(f"{2_000_000 + index}\n")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("".join(f"processor\t: {i}\nmodel name\t: test\ncpu MHz\t\t: 2596.126\n\n" for i in usable))
+    assert host_cores(str(sysfs), str(cpuinfo)) == [CoreInfo(i, 2_000_000 + i) for i in usable]
+    no_cpufreq = host_cores(str(tmp_path / "none"), str(cpuinfo))
+    assert no_cpufreq == [CoreInfo(i, None, clock_khz=2_596_126) for i in usable]
+    assert big_core_mask(no_cpufreq, 1) is None  # a clock that moves with load picks no cores
+    arm = tmp_path / "cpuinfo-arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 48.00\nCPU part\t: 0xd08\n")
+    assert host_cores(str(tmp_path / "none"), str(arm)) == [CoreInfo(i) for i in usable]
 
 
 def test_host_tflite_accelerators(tiny_tflite_file):
