@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.check import Progress
-from edgekit.errors import DataError, ExportError
+from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.cpu_features import CpuTarget, cpu_target
 from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
@@ -30,7 +30,6 @@ CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Measured by benchmarks/onnx_int8_quality.py (see its docstring): percentile is best or tied.
 DEFAULT_CALIB_METHOD = "percentile"
 CALIB_PERCENTILE = 99.999
-DEFAULT_CALIBRATION_IMAGES = 100
 #: Activation storage type. uint8 feeds MLAS's native u8 x s8 kernels; int8 activations cost a conversion:
 #: ShuffleNetV2 1.0x at 1 thread runs 3.37 ms with uint8, 4.43 ms with int8, 5.45 ms in fp32 (AMD EPYC,
 #: ORT 1.32); same accuracy, as both are asymmetric 8-bit.
@@ -60,37 +59,12 @@ class ArrayCalibrationReader:
 
 
 def calibration_inputs(calib: str | int | None, handle) -> tuple[np.ndarray, str]:
-    """float32 NCHW calibration images for ``handle`` and a description.
+    """float32 NCHW calibration images for ``handle`` and a description: ``calibration_set``'s, the same
+    images the TFLite exporter calibrates on. Raises ``DataError`` when none are usable."""
+    from edgekit.data.calibration import calibration_set
 
-    ``calib``: ``None`` (the model's own ``calibration_data`` if registered with one, else 100 bundled
-    natural-image crops, never those the parity check uses), a number of bundled crops, ``digits[:N]``
-    (N images of the digits training split) or an image folder. Raises ``DataError`` when fewer images
-    than asked are available or none is usable.
-    """
-    from edgekit.models import registry
-
-    if calib is None and registry.is_registered(handle.name):
-        calib = registry.model_metadata(handle.name).get("calibration_data")
-    text = None if calib is None else str(calib)
-    if text is not None and (text == "digits" or text.startswith("digits:")):
-        from edgekit.data import preprocess
-        from edgekit.data.digits import digits_images
-
-        _, c, h, w = handle.input_shape
-        images, _ = digits_images("train", (h, w))
-        count = int(text.partition(":")[2] or DEFAULT_CALIBRATION_IMAGES)
-        if count < 1 or count > len(images):
-            raise DataError(f"--calib {text}: the digits training split has {len(images)} images; ask for 1 to "
-                            f"{len(images)}")
-        # Every k-th image, so all classes are represented whatever the count.
-        picked = images[np.linspace(0, len(images) - 1, count).round().astype(int)]
-        return preprocess(picked, handle.mean, handle.std, c), f"{count} digits from the training split"
-    from edgekit.export.tflite_export import calibration_images
-
-    nhwc, description = calibration_images(calib, handle)
-    if text is not None and text.isdigit() and len(nhwc) < int(text):
-        raise DataError(f"--calib {text}: only {len(nhwc)} calibration images available")
-    return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)), description
+    found = calibration_set(calib, handle)
+    return found.images, found.description
 
 
 def quantize_onnx_model(
@@ -239,16 +213,15 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range
 
 def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str, np.ndarray]:
     """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
-    from edgekit.export.optimal_rounding import probe_session
+    from edgekit.runtimes.observer import ActivationObserver
 
-    session = probe_session(model, names)
-    input_name = model.graph.input[0].name
     sums = {name: 0.0 for name in names}
-    for image in images_nchw:
-        values = session.run(names, {input_name: np.ascontiguousarray(image[None], dtype=np.float32)})
-        for name, value in zip(names, values, strict=True):
-            axes = (0,) + tuple(range(2, value.ndim))
-            sums[name] = sums[name] + value.mean(axis=axes, dtype=np.float64)
+    with ActivationObserver(model, names) as observer:
+        for values in observer.iterate(images_nchw):
+            for name, value in values.items():
+                # per image, as a run on one image would: the same sums, whatever the batch
+                axes = tuple(range(2, value.ndim))
+                sums[name] = sums[name] + value.mean(axis=axes, dtype=np.float64).sum(axis=0)
     return {name: total / len(images_nchw) for name, total in sums.items()}
 
 

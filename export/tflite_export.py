@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.check import Progress
-from edgekit.errors import DataError, ExportError
+from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
@@ -35,9 +35,6 @@ FOLD_FALLBACK = "roundtrip"
 #: about 5% faster than roundtrip; AugShuffleNet 1.0x folds into 4x (its crossover splits depthwise
 #: convolutions too) and runs 9% slower, as the many narrow convolutions waste GEMM tiles.
 MAX_FOLD_GROWTH = 2.5
-DEFAULT_CALIBRATION_IMAGES = 100
-#: A calibration folder is read up to this many images (ranges settle long before).
-MAX_CALIBRATION_IMAGES = 1000
 
 
 def export_tflite(
@@ -67,10 +64,10 @@ def export_tflite(
     """Export to ``output_dir/<name>[_int8].tflite`` plus ``<name>[_int8].tflite.json`` and ``.html``.
 
     ``int8`` gives full-integer quantization (per-channel int8 weights, int8 activations) calibrated on
-    ``calib``: an image folder, a number of bundled natural images, or None for
-    DEFAULT_CALIBRATION_IMAGES bundled images (never the same crops the parity check uses). ``input_kind``
-    (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera pixels, the default),
-    ``pixels`` (float in [0, 1]) or ``normalized``; for the first two the normalisation is folded into the
+    ``calib`` (``edgekit.data.calibration_set``: an image folder, a number of bundled natural images,
+    ``digits[:N]``, or None for the model's own training data or 100 bundled crops the parity check never
+    uses). ``input_kind`` (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera
+    pixels, the default), ``pixels`` (float in [0, 1]) or ``normalized``; for the first two the normalisation is folded into the
     model (``pixel_input``), so an int8 file quantizes its input losslessly. ``io`` (int8 only): the edge
     types, ``uint8`` (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or
     ``float`` (default otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's,
@@ -339,23 +336,12 @@ def _conv_count(graph) -> int:
 
 
 def calibration_images(calib, handle) -> tuple[np.ndarray, str]:
-    """NHWC float32 calibration images and a description. Raises DataError when none are usable."""
-    from edgekit.data import bundled_images, load_inputs, preprocess
+    """NHWC float32 calibration images and a description (``edgekit.data.calibration.calibration_set``, the
+    same images the ONNX exporter calibrates on). Raises DataError when none are usable."""
+    from edgekit.data.calibration import calibration_set
 
-    n, c, h, w = handle.input_shape
-    if calib is None or isinstance(calib, int) or (isinstance(calib, str) and calib.isdigit()):
-        count = DEFAULT_CALIBRATION_IMAGES if calib is None else int(calib)
-        if count < 1:
-            raise DataError("--calib N needs N >= 1 images")
-        # seed 1: different crops from the seed-0 crops that the parity check compares on
-        photos = bundled_images(count, size=(h, w), seed=1)
-        images = preprocess(photos, handle.mean, handle.std, c)
-        description = f"{count} bundled natural-image crops"
-    else:
-        inputs = load_inputs(calib, MAX_CALIBRATION_IMAGES, handle.input_shape, handle.mean, handle.std)
-        images = inputs.array
-        description = inputs.description
-    return np.ascontiguousarray(images.transpose(0, 2, 3, 1), dtype=np.float32), description
+    found = calibration_set(calib, handle)
+    return found.nhwc(), found.description
 
 
 def _io_quantization(graph) -> tuple[dict | None, dict | None]:
