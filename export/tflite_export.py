@@ -68,8 +68,8 @@ def export_tflite(
     ``digits[:N]``, or None for the model's own training data or 100 bundled crops the parity check never
     uses). ``input_kind`` (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera
     pixels, the default), ``pixels`` (float in [0, 1]) or ``normalized``; for the first two the
-    normalisation is folded into the model (``pixel_input``), so an int8 file quantizes its input losslessly. ``io`` (int8 only): the edge
-    types, ``uint8`` (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or
+    normalisation is folded into the model (``pixel_input``), so an int8 file quantizes its input
+    losslessly. ``io`` (int8 only): the edge types, ``uint8`` (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or
     ``float`` (default otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's,
     with a notice). The file carries standard TFLite Model Metadata (``support_metadata``: image properties,
     normalisation in the input's units, stats, and ``labels`` (default: the registry model's) packed as
