@@ -63,18 +63,17 @@ def export_tflite(
 ) -> ExportResult:
     """Export to ``output_dir/<name>[_int8].tflite`` plus ``<name>[_int8].tflite.json`` and ``.html``.
 
-    ``int8`` gives full-integer quantization (per-channel int8 weights, int8 activations) calibrated on
-    ``calib`` (``edgekit.data.calibration_set``: an image folder, a number of bundled natural images,
-    ``digits[:N]``, or None for the model's own training data or 100 bundled crops the parity check never
-    uses). ``input_kind`` (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera
-    pixels, the default), ``pixels`` (float in [0, 1]) or ``normalized``; for the first two the
-    normalisation is folded into the model (``pixel_input``), so an int8 file quantizes its input
-    losslessly. ``io`` (int8 only): the edge types, ``uint8`` (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or
-    ``float`` (default otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's,
-    with a notice). The file carries standard TFLite Model Metadata (``support_metadata``: image properties,
-    normalisation in the input's units, stats, and ``labels`` (default: the registry model's) packed as
-    ``labels.txt``), so MediaPipe Tasks, Android Studio's model binding and the TFLite Support library read
-    it as it is.
+    ``int8`` gives full-integer quantization (per-channel int8 weights, int8 activations) calibrated on ``calib``
+    (``edgekit.data.calibration_set``: an image folder, a number of bundled natural images, ``digits[:N]``, or None
+    for the model's own training data or 100 bundled crops the parity check never uses). ``input_kind``
+    (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera pixels, the default), ``pixels``
+    (float in [0, 1]) or ``normalized``; for the first two the normalisation is folded into the model
+    (``pixel_input``), so an int8 file quantizes its input losslessly. ``io`` (int8 only): the edge types, ``uint8``
+    (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or ``float`` (default
+    otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice). The file
+    carries standard TFLite Model Metadata (``support_metadata``: image properties, normalisation in the input's
+    units, stats, and ``labels`` (default: the registry model's) packed as ``labels.txt``), so MediaPipe Tasks,
+    Android Studio's model binding and the TFLite Support library read it as it is.
     ``calib_method``: ``minmax``, ``percentile`` (99.99th, the default: best measured) or ``mse``.
     ``equalize``: cross-layer equalization of the pointwise/depthwise pairs on the calibration images
     (``equalize_cross_layer``) before quantizing. ``optimal_rounding``: weights rounded by GPTQ to
