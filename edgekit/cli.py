@@ -147,57 +147,28 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
                    as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.data.inputs import check_data_source
-    from edgekit.export import DEFAULT_OPSET, DEFAULT_SHUFFLE_LOWERING, export_onnx
-    from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
-    from edgekit.report import render_export, to_json
-
-    check_data_source(data)  # before seconds of export work, not after them
     from edgekit.export.input_contract import parse_floats
+    from edgekit.export.request import ExportRequest, Int8Recipe, export
+    from edgekit.report import render_export, to_json
 
     if no_normalization and (mean or std):
         raise click.UsageError("--no-normalization and --mean/--std exclude each other")
     mean, std = ((0.0,), (1.0,)) if no_normalization else (parse_floats(mean, "--mean"), parse_floats(std, "--std"))
-    common = dict(weights=weights, pretrained=pretrained, input_shape=input_shape, output_dir=output_dir,
-                  check=not no_check, data=data, samples=samples, progress=_progress, input_kind=input_kind,
-                  mean=mean, std=std)
-    if target_cpu and not (fmt == "onnx" and int8):
-        raise click.UsageError("--target-cpu applies to --format onnx --int8")
-    if (calib_method or no_equalize or no_optimal_rounding or no_bias_correction) and not int8:
-        raise click.UsageError("--calib-method, --no-equalize, --no-optimal-rounding and --no-bias-correction "
-                               "apply to --int8 exports")
-    labels = None
-    if labels_file is not None:
-        if fmt != "tflite":
-            raise click.UsageError("--labels applies to --format tflite (its standard metadata carries labels)")
-        from edgekit.export.input_contract import read_labels
-
-        labels = read_labels(labels_file)
-    if io is not None and not (fmt == "tflite" and int8):
-        raise click.UsageError("--io applies to --format tflite --int8 (other files' input type follows --input)")
-    quant = dict(equalize=not no_equalize, optimal_rounding=not no_optimal_rounding,
-                 bias_correction=not no_bias_correction)
-    if fmt == "tflite":
-        if opset is not None:
-            raise click.UsageError("--opset applies to --format onnx only")
-        with stdout_to_stderr():
-            result = export_tflite(model or "shufflenet_v2_x1_0", int8=int8, io=io, calib=calib, labels=labels,
-                                   calib_method=calib_method or "percentile",
-                                   shuffle_lowering=shuffle_lowering or DEFAULT_TFLITE_SHUFFLE, **quant, **common)
-    elif int8:
-        from edgekit.export.onnx_int8 import DEFAULT_CALIB_METHOD, INT8_SHUFFLE_LOWERING, export_onnx_int8
-
-        with stdout_to_stderr():
-            result = export_onnx_int8(model or "shufflenet_v2_x1_0", calib=calib,
-                                      calib_method=calib_method or DEFAULT_CALIB_METHOD, target_cpu=target_cpu,
-                                      shuffle_lowering=shuffle_lowering or INT8_SHUFFLE_LOWERING,
-                                      opset=opset or DEFAULT_OPSET, **quant, **common)
-    else:
-        if calib is not None:
-            raise click.UsageError("--calib applies to --int8 exports")
-        with stdout_to_stderr():
-            result = export_onnx(model or "shufflenet_v2_x1_0",
-                                 shuffle_lowering=shuffle_lowering or DEFAULT_SHUFFLE_LOWERING,
-                                 opset=opset or DEFAULT_OPSET, **common)
+    recipe = Int8Recipe(calib=calib, calib_method=calib_method, equalize=not no_equalize,
+                        optimal_rounding=not no_optimal_rounding, bias_correction=not no_bias_correction,
+                        target_cpu=target_cpu, io=io)
+    if not int8 and recipe != Int8Recipe():
+        raise click.UsageError("--calib, --calib-method, --no-equalize, --no-optimal-rounding, --no-bias-correction, "
+                               "--target-cpu and --io apply to --int8 exports")
+    request = ExportRequest(
+        model=model or "shufflenet_v2_x1_0", format=fmt, int8=recipe if int8 else None, input_kind=input_kind,
+        weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std,
+        labels=_labels(labels_file, fmt), output_dir=output_dir,
+        shuffle_lowering=shuffle_lowering, opset=opset, check=not no_check, data=data, samples=samples,
+    )
+    check_data_source(data)  # before seconds of export work, not after them
+    with stdout_to_stderr():
+        result = export(request, progress=_progress)
     if result.usage:
         _progress(f"use: {result.usage}")
     click.echo(to_json(result) if as_json else render_export(result), nl=not as_json)
@@ -265,6 +236,17 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)
     if not report.passed:
         sys.exit(1)
+
+
+def _labels(labels_file, fmt: str) -> list[str] | None:
+    """--labels read for a TFLite export; for another format an empty list, which the request refuses."""
+    if labels_file is None:
+        return None
+    if fmt != "tflite":
+        return []
+    from edgekit.export.input_contract import read_labels
+
+    return read_labels(labels_file)
 
 
 def _int_list(_ctx, _param, value):

@@ -75,7 +75,7 @@ def test_user_model_normalisation_is_assumed_with_a_notice_or_given(tmp_path, fa
     (["--format", "onnx", "--int8", "--io", "int8"], "--io applies to --format tflite --int8"),
     (["--format", "tflite", "--int8", "--io", "float"], "--input bytes takes 8-bit pixels"),
     (["--format", "tflite", "--int8", "--input", "pixels", "--io", "uint8"], "--io uint8 carries bytes"),
-    (["--format", "tflite", "--io", "uint8"], "--io applies to --format tflite --int8"),
+    (["--format", "tflite", "--io", "uint8"], "--io apply to --int8 exports"),
     (["--mean", "0.5", "--std", "0.2"], "carries its own mean and std"),
     (["--mean", "0.5"], "pass --mean and --std together"),
     (["--mean", "x", "--std", "1", "--model", "IGNORED"], "is not a list of numbers"),
