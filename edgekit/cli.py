@@ -121,8 +121,10 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @click.option("--target-cpu", default=None, metavar="host|vnni|avx2|arm64|arm64-dotprod|...",
               help="ONNX int8: the CPU the model will run on (default this one); picks 7-bit weights where "
                    "its int8 kernels lack dot-product instructions.")
-@click.option("--calib", default=None, metavar="DIR|N",
-              help="int8 calibration: an image folder or a number of bundled images (default 100).")
+@click.option("--calib", default=None, metavar="DIR|N|digits[:N]",
+              help="int8 calibration: an image folder, N bundled photo crops, or digits[:N] (the digits training "
+                   "split). Default: the model's own training data, else 100 bundled crops the parity check never "
+                   "uses; the same images for TFLite and ONNX.")
 @click.option("--io", "io", type=click.Choice(["uint8", "int8", "float"]), default=None,
               help="TFLite int8 files: the input/output tensor type. uint8 (default with --input bytes: what "
                    "MediaPipe and Android image APIs take), int8 (pixel - 128, no edge ops) or float (default "
