@@ -301,14 +301,15 @@ def _output_facts(graph) -> list[dict]:
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:
-    """Lower every SHUFFLE in ``graph``; returns the lowering used and notes (e.g. why folding fell back)."""
+    """Lower every SHUFFLE in ``graph``; returns the lowering used (``none`` without shuffles) and notes (e.g.
+    why folding fell back)."""
     from edgekit.export.tflite.fold_shuffles import FoldNotApplicable, fold_shuffles
     from edgekit.export.tflite.shuffle import lower_shuffles
 
     notes: list[str] = []
     if lowering in ("auto", "folded"):
         if not any(op.kind == "SHUFFLE" for op in graph.ops):
-            return "folded", notes
+            return "none", notes  # no channel shuffle to lower
         candidate = copy.deepcopy(graph)
         try:
             info = fold_shuffles(candidate)
@@ -322,7 +323,7 @@ def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:
             if lowering == "folded" or growth <= MAX_FOLD_GROWTH:
                 graph.ops, graph.tensors = candidate.ops, candidate.tensors
                 notes.append(summary + " (no TRANSPOSE, no SPLIT)")
-                return "folded", notes
+                return "none", notes  # no channel shuffle to lower
             notes.append(f"{summary} > {MAX_FOLD_GROWTH}x, where narrow convolutions cost more than the "
                          f"shuffles save; used {FOLD_FALLBACK} (force with --shuffle folded)")
         lowering = FOLD_FALLBACK

@@ -69,6 +69,10 @@ def test_user_model_normalisation_is_assumed_with_a_notice_or_given(tmp_path, fa
     assert none.exit_code == 0, none.output
     contract = contract_of(tmp_path / "c" / "tiny.tflite")
     assert (contract.mean, contract.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    meta = read_metadata(tmp_path / "c" / "tiny.tflite")
+    assert meta["shuffle_lowering"] == "none" and meta["weights_kind"] == "factory"
+    assert "lowered as" not in none.output and "channel shuffles: none found" in none.output
+    assert "pixel - 128" not in none.output and "loses nothing" not in none.output  # fp32: no int8 notes
 
 
 @pytest.mark.parametrize("args, needle", [
