@@ -9,7 +9,7 @@ core's ``cpuinfo_max_freq`` and the thermal zones.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from edgekit.android_bench.remote_target import RemoteTarget
 from edgekit.android_bench.results import DeviceFacts
 from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceError, EdgekitError
+from edgekit.progress import Progress
 
 ANDROID_WORK_ROOT = "/data/local/tmp/edgekit"
 _HOST_PORT = re.compile(r"^[\w.-]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$")
@@ -151,7 +152,7 @@ def targets_from_spec(
     server_port: int | None = None,
     run_id: str | None = None,
     download_binary: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     ssh_options: Sequence[str] = (),
     ssh_path: str = "ssh",
 ) -> list[Target]:

@@ -18,8 +18,7 @@ from edgekit.android_bench.results import BenchConfig, BenchReport, BenchRun, Co
 from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceUnresponsiveError, EdgekitError, OutputError
 from edgekit.fileio import staged_files
-
-ProgressFn = Callable[[str], None]
+from edgekit.progress import Progress, quiet
 
 EMULATED_NOTE = "timings from an emulated CPU (qemu) are not performance figures"
 
@@ -56,7 +55,7 @@ def run_benchmark(
     cooldown: float = 0.0,
     op_profile: bool = False,
     timeout: float | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BenchReport:
     """Benchmark ``model`` on ``target`` for every (accelerator, threads) pair.
@@ -73,7 +72,7 @@ def run_benchmark(
     Raises ``EdgekitError`` for bad arguments or when the target fails before any configuration ran
     (facts or prepare), after cleaning up (the message then also says what cleanup could not remove).
     """
-    say = progress or (lambda _message: None)
+    say = progress or quiet
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
         raise EdgekitError(f"threads must be positive integers, got {list(threads)!r}")
     if runs < 1 or min_secs < 0 or warmup < 0 or cooldown < 0 or (timeout is not None and timeout <= 0):

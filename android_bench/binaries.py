@@ -16,10 +16,10 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.errors import DownloadError, EdgekitError
+from edgekit.progress import Progress, quiet
 
 BENCHMARK_MODEL = "benchmark_model"
 PERF_TEST = "onnxruntime_perf_test"
@@ -87,7 +87,7 @@ def resolve_benchmark_binary(tool: str, abi: str, explicit: str | Path | None = 
 
 
 def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: str | None = None,
-                              progress: Callable[[str], None] | None = None, timeout: float = 60.0) -> Path:
+                              progress: Progress | None = None, timeout: float = 60.0) -> Path:
     """Download TFLite's prebuilt ``benchmark_model`` for ``abi`` into the cache (only when called).
 
     In: the ABI (a key of ``BENCHMARK_MODEL_URLS``), optional cache root, URL override (mirrors, tests)
@@ -96,7 +96,7 @@ def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: s
     the file to place by hand when offline or on an HTTP error; ``BinaryNotFoundError`` for an ABI with no
     published binary.
     """
-    say = progress or (lambda _m: None)
+    say = progress or quiet
     source = url or BENCHMARK_MODEL_URLS.get(abi)
     if source is None:
         raise BinaryNotFoundError(f"no published benchmark_model for ABI {abi}; pass --benchmark-binary PATH")

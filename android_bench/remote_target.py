@@ -39,6 +39,7 @@ from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, Devic
 from edgekit.android_bench.shell import ShellResult, describe_exit, one_line, recording_pid, stop_argv
 from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceError, DeviceTimeoutError, DeviceUnresponsiveError, EdgekitError, ModelFileError
+from edgekit.progress import Progress
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 PROFILE_BYTES = 64 << 20  # an ONNX Runtime op profile is a few MB; its pull is given the time of this many bytes
@@ -203,7 +204,7 @@ class RemoteTarget(Target):
 
     def __init__(self, connection: Connection, *, work_root: str, benchmark_binary: str | Path | None = None,
                  run_id: str | None = None, python: str = "python3", download_binary: bool = False,
-                 progress: Callable[[str], None] | None = None, limits: DeviceLimits | None = None) -> None:
+                 progress: Progress | None = None, limits: DeviceLimits | None = None) -> None:
         self.connection = connection
         self.name = connection.name
         self.serial: str | None = None

@@ -7,15 +7,13 @@ exported file on the same inputs through ``edgekit.runtimes`` and returns a ``Pa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import DataError, WeightsError
-
-Progress = Callable[[str], None]
+from edgekit.progress import Progress, quiet
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,7 @@ def check_parity(
     from edgekit.runtimes import open_runtime
 
     check_samples(samples, reference.input_shape)
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     _check_declared_shape(exported, reference)
     inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
     say(f"comparing on {inputs.array.shape[0]} inputs from {inputs.description}")

@@ -8,15 +8,15 @@ never all held in memory, and the fp32-vs-int8 drop and top-1 agreement are meas
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import DataError
+from edgekit.progress import Progress, quiet
 
-Progress = Callable[[str], None]
 DEFAULT_BATCH = 64
 
 
@@ -159,7 +159,7 @@ def evaluate(
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     targets = [_target(model, weights=weights, input_shape=input_shape)]
     if compare is not None:
         targets.append(_target(compare, weights=weights, input_shape=input_shape))

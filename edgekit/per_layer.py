@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import DataError, ModelFileError
+from edgekit.progress import Progress, quiet
 
-Progress = Callable[[str], None]
 #: A layer whose SQNR is this many dB below its quantized inputs' is flagged: its error power at least
 #: doubled there.
 JUMP_DB = 3.0
@@ -148,7 +147,7 @@ def per_layer_errors(
     from edgekit.runtimes.vetting import vet_model_file
 
     path = Path(exported)
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     meta = read_metadata(path)
     if meta.get("equalized") == "true" and not is_reproducible_calib(meta.get("equalization_calib", "default")):
         # A folder's path is never stored, and a file is never trusted to choose which files edgekit reads.

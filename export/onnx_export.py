@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.check import Progress
 from edgekit.errors import ExportError, UserModelError
 from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.export.metadata import onnx_metadata_props
@@ -23,6 +22,7 @@ from edgekit.export.publish import StepClock, provenance, publish
 from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
 from edgekit.export.versions import tool_versions
 from edgekit.fileio import ensure_writable_dir
+from edgekit.progress import Progress, quiet
 
 DEFAULT_OPSET = 17
 DEFAULT_SHUFFLE_LOWERING = "fused"
@@ -60,7 +60,7 @@ def export_onnx(
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     resolve_io(input_kind, None, int8=False)
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
                               mean=mean, std=std)

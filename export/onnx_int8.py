@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.check import Progress
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.cpu_features import CpuTarget, cpu_target
@@ -25,6 +24,7 @@ from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, 
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
 from edgekit.export.versions import tool_versions
+from edgekit.progress import Progress, quiet
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Measured by benchmarks/onnx_int8_quality.py (see its docstring): percentile is best or tied.
@@ -276,7 +276,7 @@ def export_onnx_int8(
         raise ExportError(f"--input {input_kind} needs the normalisation folded into the model; pass --input "
                           "normalized to keep it outside")
     target: CpuTarget = cpu_target(target_cpu)
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
                               mean=mean, std=std)

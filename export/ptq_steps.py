@@ -6,9 +6,9 @@ the two formats get the same model, and record the same facts in their reports a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from edgekit.progress import Progress
 
 
 def equalization_fields(equalized: bool, calib) -> dict[str, str]:
@@ -27,7 +27,7 @@ def is_reproducible_calib(text: str) -> bool:
     return text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
 
 
-def equalize(onnx_model, images_nchw: np.ndarray, notes: list[str], say: Callable[[str], None]):
+def equalize(onnx_model, images_nchw: np.ndarray, notes: list[str], say: Progress):
     """``equalize_cross_layer`` with a progress line and a report note; returns the new model."""
     from edgekit.export.cross_layer_equalization import equalize_cross_layer
 
@@ -38,7 +38,7 @@ def equalize(onnx_model, images_nchw: np.ndarray, notes: list[str], say: Callabl
     return model
 
 
-def round_weights(onnx_model, images_nchw: np.ndarray, qmax: int, notes: list[str], say: Callable[[str], None]):
+def round_weights(onnx_model, images_nchw: np.ndarray, qmax: int, notes: list[str], say: Progress):
     """``round_weights_optimally`` with a progress line and a report note; returns ``(model, result)``."""
     from edgekit.export.optimal_rounding import round_weights_optimally
 

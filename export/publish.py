@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit.check import Progress, check_parity
+from edgekit.check import check_parity
 from edgekit.errors import ParityError
 from edgekit.export.metadata import export_parity_fields, with_metadata_fields
 from edgekit.export.result import ExportResult
 from edgekit.fileio import sha256_bytes, staged_files
+from edgekit.progress import Progress
 from edgekit.runtimes.vetting import trust_written
 from edgekit.stop_signals import stop_signals_deferred
 

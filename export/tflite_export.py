@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.check import Progress
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
@@ -23,6 +22,7 @@ from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
 from edgekit.export.tflite.pixel_input import IN_MODEL
 from edgekit.export.versions import tool_versions
+from edgekit.progress import Progress, quiet
 
 #: The lowerings ``--shuffle`` accepts for TFLite (benchmarks/tflite_latency.py measures them). "auto" folds
 #: where folding pays and uses the roundtrip form elsewhere.
@@ -97,7 +97,7 @@ def export_tflite(
     if calib_method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown --calib-method {calib_method!r} for TFLite; choose one of "
                           f"{', '.join(CALIBRATION_METHODS)}")
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say,

@@ -23,6 +23,7 @@ from edgekit.guidelines.results import (
     GuidelineRow,
     GuidelineTable,
 )
+from edgekit.progress import Progress, quiet
 
 #: Default input height and width. The paper does not state its input size; 28x28 keeps the biggest network
 #: (G2/G3 at x4: 10 x 256^2 x 784 = 0.5 G mult-adds) in tens of milliseconds on one x86 core, and the whole
@@ -31,7 +32,6 @@ DEFAULT_SPATIAL = 28
 #: A ratio within this of 1.0 is "no clear difference", neither reproducing nor contradicting the paper.
 TOLERANCE = 0.03
 
-ProgressFn = Callable[[str], None]
 Measure = Callable[[Path], tuple[float | None, str | None]]
 
 _TITLES = {
@@ -109,7 +109,7 @@ def run_guidelines(
     output_dir: str | Path = "edgekit-guidelines",
     formats: Sequence[str] = ("tflite",),
     measure: Measure | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> GuidelineReport:
     """Build, export and time every guideline network; return the four tables with verdicts.
 
@@ -120,7 +120,7 @@ def run_guidelines(
     """
     from edgekit.analysis import analyze
 
-    say = progress or (lambda _message: None)
+    say = progress or quiet
     if spatial < 1 or rounds < 1 or threads < 1:
         raise EdgekitError("spatial, rounds and threads must be positive")
     if any(m not in (1, 2, 4) for m in multipliers) or not multipliers:
