@@ -9,7 +9,6 @@ download records the file's sha256 beside it. ``benchmark_model`` has official n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from edgekit.errors import DownloadError, EdgekitError
+from edgekit.fileio import sha256_file
 from edgekit.progress import Progress, quiet
 
 BENCHMARK_MODEL = "benchmark_model"
@@ -102,7 +102,6 @@ def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: s
         raise BinaryNotFoundError(f"no published benchmark_model for ABI {abi}; pass --benchmark-binary PATH")
     target = (cache_dir or cache_root()) / abi / BENCHMARK_MODEL
     target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".download-")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:
@@ -111,7 +110,6 @@ def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: s
             next_report = 0
             while block := response.read(1 << 20):
                 out.write(block)
-                digest.update(block)
                 done += len(block)
                 if done >= next_report:
                     say(f"downloading {BENCHMARK_MODEL} for {abi}: {done / 1e6:.1f}"
@@ -119,6 +117,7 @@ def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: s
                     next_report = done + (4 << 20)
         if done == 0:
             raise DownloadError(f"{source} returned an empty file; put {BENCHMARK_MODEL} at {target} by hand")
+        sha256 = sha256_file(partial)
         os.chmod(partial, 0o755)
         shutil.move(partial, target)
     except (urllib.error.URLError, OSError) as exc:
@@ -129,7 +128,7 @@ def download_benchmark_binary(abi: str, *, cache_dir: Path | None = None, url: s
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
-    record = {"url": source, "bytes": done, "sha256": digest.hexdigest()}
+    record = {"url": source, "bytes": done, "sha256": sha256}
     Path(f"{target}.json").write_text(json.dumps(record, indent=2) + "\n")
     say(f"saved {target} (sha256 {record['sha256'][:12]})")
     return target

@@ -8,7 +8,6 @@ exposes no op profiler, so ``.tflite`` runs have no per-op table on the host.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -31,21 +30,13 @@ from edgekit.android_bench.results import (
 )
 from edgekit.android_bench.target import Target
 from edgekit.errors import EdgekitError, ModelFileError
+from edgekit.fileio import sha256_file
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 
 
 class HostBenchError(EdgekitError):
     """A host benchmark step that failed (model would not open or run, profiler failed)."""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_proc_status(path: str = "/proc/self/status") -> dict[str, float]:
@@ -157,7 +148,7 @@ class HostTarget(Target):
         with open_runtime(model):
             pass
         self.model = model
-        self.model_sha256 = file_sha256(model)
+        self.model_sha256 = sha256_file(model)
 
     def accelerators(self) -> list[str]:
         if self.model is not None and self.model.suffix.lower() == ".tflite":

@@ -39,6 +39,7 @@ from edgekit.android_bench.results import BenchConfig, BenchRun, CoreInfo, Devic
 from edgekit.android_bench.shell import ShellResult, describe_exit, one_line, recording_pid, stop_argv
 from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceError, DeviceTimeoutError, DeviceUnresponsiveError, EdgekitError, ModelFileError
+from edgekit.fileio import sha256_file
 from edgekit.progress import Progress
 
 RUNNER = Path(__file__).with_name("device_runner.py")
@@ -340,15 +341,13 @@ class RemoteTarget(Target):
     def prepare(self, model: Path) -> None:
         """Create the run directory and push the model and the tool. Raises ModelFileError for a missing or
         unsupported model, DeviceError naming the failed step (``push model``, ...)."""
-        from edgekit.android_bench.host import file_sha256
-
         model = Path(model)
         if not model.is_file():
             raise ModelFileError(f"{self.name}: prepare: model file {str(model)!r} does not exist")
         if model.suffix.lower() not in TOOLS_BY_SUFFIX:
             raise ModelFileError(f"{self.name}: prepare: {model.name!r} is not a .tflite or .onnx file")
         self.tool = self._pick_tool(model)
-        self.model, self.model_sha256 = model, file_sha256(model)
+        self.model, self.model_sha256 = model, sha256_file(model)
         self._created = True
         self._shell(["mkdir", "-p", self.run_dir], self.limits.step_s, step="create run directory")
         self.remote_model = f"{self.run_dir}/{model.name}"

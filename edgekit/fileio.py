@@ -99,10 +99,13 @@ def _current_umask() -> int:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``: the one file hash edgekit records (exports, benchmarks, downloads, vetting)."""
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB blocks (``sha256_bytes`` of its content). Raises
+    OSError when it cannot be read."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

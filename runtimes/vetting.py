@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from edgekit.errors import EdgekitError, ModelFileError
-from edgekit.fileio import sha256_file
+from edgekit.fileio import sha256_bytes, sha256_file
 
 #: How long one isolated load-and-run may take before the file is declared hanging.
 VET_TIMEOUT_S = 300.0
@@ -40,7 +39,7 @@ _lock = threading.Lock()
 def trust_written(content: bytes) -> None:
     """Mark bytes edgekit itself just wrote as safe to open in process (no isolated first run)."""
     with _lock:
-        _written.add(hashlib.sha256(content).hexdigest())
+        _written.add(sha256_bytes(content))
 
 
 def validate_model_file(path: str | os.PathLike[str]) -> None:

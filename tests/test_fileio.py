@@ -63,3 +63,13 @@ def test_published_files_get_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "m.onnx").stat().st_mode) == 0o644
+
+
+def test_one_sha256_for_bytes_and_files(tmp_path):
+    import hashlib
+
+    from edgekit.fileio import sha256_bytes, sha256_file
+
+    payload = bytes(range(256)) * 9000  # more than one 1 MiB read block
+    (tmp_path / "blob").write_bytes(payload)
+    assert sha256_file(tmp_path / "blob") == sha256_bytes(payload) == hashlib.sha256(payload).hexdigest()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from edgekit.errors import DownloadError, WeightsError
+from edgekit.fileio import sha256_file
 
 INIT_SEED = 0
 CALIBRATION_IMAGES = 32
@@ -161,14 +162,6 @@ def expected_hash_prefix(url: str) -> str | None:
     return match.group(1) if match and match.group(1) else None
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_pretrained(
     url: str,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -189,7 +182,7 @@ def download_pretrained(
     name = os.path.basename(urllib.parse.urlparse(url).path) or "weights.pth"
     target = cache / name
     prefix = expected_hash_prefix(url)
-    if target.is_file() and (prefix is None or _sha256_file(target).startswith(prefix)):
+    if target.is_file() and (prefix is None or sha256_file(target).startswith(prefix)):
         return target
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -199,7 +192,6 @@ def download_pretrained(
     tmp_fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=cache)
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
         with os.fdopen(tmp_fd, "wb") as out:
             request = urllib.request.Request(url, headers={"User-Agent": "edgekit"})
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -210,15 +202,15 @@ def download_pretrained(
                     progress(0, total)
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
-                    digest.update(chunk)
                     done += len(chunk)
                     if progress is not None:
                         progress(done, total)
         if total is not None and done != total:
             raise DownloadError(f"download of {url} stopped at {done} of {total} bytes; {manual}")
-        if prefix is not None and not digest.hexdigest().startswith(prefix):
+        sha256 = sha256_file(tmp)
+        if prefix is not None and not sha256.startswith(prefix):
             raise DownloadError(
-                f"checksum mismatch for {url}: sha256 {digest.hexdigest()[:16]}... does not start with "
+                f"checksum mismatch for {url}: sha256 {sha256[:16]}... does not start with "
                 f"{prefix}; {manual}"
             )
         os.replace(tmp, target)
