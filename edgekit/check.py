@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import DataError, WeightsError
+from edgekit.file_metadata import EXPORT_PARITY_KEY, read_metadata
 from edgekit.progress import Progress, quiet
 
 
@@ -293,7 +294,6 @@ def check_exported_file(
     Raises WeightsError when the rebuilt reference's weights differ from those the file was exported
     with (so a parity failure is never blamed on the exporter when the reference is simply different).
     """
-    from edgekit.export.metadata import read_metadata
     from edgekit.models import resolve
     from edgekit.models.file_reference import reference_for_file
 
@@ -309,7 +309,7 @@ def check_exported_file(
             f"was exported with ({recorded[:12]}); pass the original file with --weights FILE"
         )
     report = check_parity(exported, handle, data=data, samples=samples, threads=threads, progress=progress)
-    report.failures += judge_against_export(report, meta.get("export_parity"))
+    report.failures += judge_against_export(report, meta.get(EXPORT_PARITY_KEY))
     report.passed = not report.failures
     return report
 

@@ -149,8 +149,8 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
                    as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.data.inputs import check_data_source
-    from edgekit.export.input_contract import parse_floats
     from edgekit.export.request import ExportRequest, Int8Recipe, export
+    from edgekit.input_contract import parse_floats
     from edgekit.report import render_export, to_json
 
     if no_normalization and (mean or std):
@@ -246,7 +246,7 @@ def _labels(labels_file, fmt: str) -> list[str] | None:
         return None
     if fmt != "tflite":
         return []
-    from edgekit.export.input_contract import read_labels
+    from edgekit.input_contract import read_labels
 
     return read_labels(labels_file)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import DataError
+from edgekit.file_metadata import read_metadata
 from edgekit.progress import Progress, quiet
 
 DEFAULT_BATCH = 64
@@ -80,7 +81,6 @@ def _target(spec: str | os.PathLike[str], *, weights=None, input_shape=None) -> 
 
     path = Path(spec)
     if path.suffix.lower() in (".onnx", ".tflite"):
-        from edgekit.export.metadata import read_metadata
         from edgekit.models.file_reference import metadata_input_shape
 
         meta = read_metadata(path)

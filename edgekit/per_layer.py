@@ -140,10 +140,10 @@ def per_layer_errors(
     import onnx
 
     from edgekit.data import load_inputs
-    from edgekit.export.metadata import read_metadata
     from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
     from edgekit.export.passes import apply_shuffle_passes
     from edgekit.export.ptq_steps import is_reproducible_calib
+    from edgekit.file_metadata import read_metadata
     from edgekit.runtimes.vetting import vet_model_file
 
     path = Path(exported)
@@ -225,7 +225,7 @@ def per_layer_errors(
 def _declared_input(meta: dict[str, str]):
     """A function from normalised NCHW batches to what the file's declared input contract takes (bytes as
     uint8 codes, pixels in [0, 1]); the identity for files that take the normalised image."""
-    from edgekit.export.input_contract import METADATA_KEY, InputContract
+    from edgekit.input_contract import METADATA_KEY, InputContract
     from edgekit.runtimes.base import TensorSpec, pixel_normalization, pixels_from_normalized
 
     normalization = pixel_normalization(meta)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import ExportError, UserModelError
-from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.export.metadata import onnx_metadata_props
 from edgekit.export.publish import StepClock, provenance, publish
 from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
 from edgekit.export.versions import tool_versions
 from edgekit.fileio import ensure_writable_dir
+from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.progress import Progress, quiet
 
 DEFAULT_OPSET = 17

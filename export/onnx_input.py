@@ -15,8 +15,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.errors import ExportError
-from edgekit.export.input_contract import PIXEL_STEP, InputContract
 from edgekit.export.passes.fold_input_normalization import PIXELS
+from edgekit.input_contract import PIXEL_STEP, InputContract
 
 PROLOGUE = "edgekit_input"
 

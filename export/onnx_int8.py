@@ -17,13 +17,13 @@ import numpy as np
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.cpu_features import CpuTarget, cpu_target
-from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
 from edgekit.export.versions import tool_versions
+from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.progress import Progress, quiet
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")

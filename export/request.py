@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import ExportError
-from edgekit.export.input_contract import DEFAULT_INPUT, resolve_io
+from edgekit.input_contract import DEFAULT_INPUT, resolve_io
 
 FORMATS = ("onnx", "tflite")
 

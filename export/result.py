@@ -46,7 +46,7 @@ class ExportResult:
     passes: list[PassRecord]
     parity: Any | None = None  # ParityReport, or None when the check was skipped
     seconds: dict[str, float] = field(default_factory=dict)
-    # What the file takes (export.input_contract.InputContract as a dict) and one line on feeding and reading it
+    # What the file takes (edgekit.input_contract.InputContract as a dict) and one line on feeding and reading it
     input_contract: dict | None = None
     usage: str | None = None
     # TFLite only

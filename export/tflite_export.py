@@ -16,12 +16,12 @@ import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
-from edgekit.export.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
 from edgekit.export.tflite.pixel_input import IN_MODEL
 from edgekit.export.versions import tool_versions
+from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
 from edgekit.progress import Progress, quiet
 
 #: The lowerings ``--shuffle`` accepts for TFLite (benchmarks/tflite_latency.py measures them). "auto" folds

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from edgekit.errors import DataError, EdgekitError, ModelFileError
+from edgekit.input_contract import METADATA_KEY, InputContract
 from edgekit.limits import MAX_THREADS
 
 Layout = Literal["NCHW", "NHWC"]
@@ -244,8 +245,6 @@ def pixel_normalization(fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray]
     kind is ``pixels`` or ``bytes``; older files: ``input_normalization: in-model``), else None. Raises
     ``ModelFileError`` for a contract or mean/std that cannot be read."""
     import json
-
-    from edgekit.export.input_contract import METADATA_KEY, InputContract
 
     try:
         if fields.get(METADATA_KEY):

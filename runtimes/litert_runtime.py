@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError, ModelFileError
+from edgekit.file_metadata import read_metadata
 
 from .base import (
     Runtime,
@@ -157,8 +158,6 @@ class LiteRTRuntime(Runtime):
 def _pixel_input_normalization(path) -> tuple[np.ndarray, np.ndarray] | None:
     """``(mean, std)`` when the file takes pixels (its input contract is ``pixels`` or ``bytes``, or an older
     edgekit file says ``input_normalization: in-model``); None for every other file."""
-    from edgekit.export.metadata import read_metadata
-
     try:
         fields = read_metadata(path)
     except EdgekitError:

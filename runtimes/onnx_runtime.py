@@ -9,6 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgekit.errors import EdgekitError, ModelFileError
+from edgekit.file_metadata import read_metadata
+from edgekit.input_contract import METADATA_KEY, InputContract
 
 from .base import (
     Runtime,
@@ -106,10 +108,8 @@ class OnnxRuntime(Runtime):
         qparams = _qdq_params(self.path, in_dtypes, out_dtypes)
         contract = _input_contract(self.path)
         self.pixel_input = pixel_normalization(contract)
-        if contract.get("input_contract") and session_inputs:
-            from edgekit.export.input_contract import InputContract
-
-            declared = InputContract.from_metadata(contract["input_contract"])
+        if contract.get(METADATA_KEY) and session_inputs:
+            declared = InputContract.from_metadata(contract[METADATA_KEY])
             if declared.scale is not None:  # e.g. uint8 bytes cast in the model: the contract gives the codes
                 qparams.setdefault(session_inputs[0].name, (declared.scale, declared.zero_point))
 
@@ -179,8 +179,6 @@ class OnnxRuntime(Runtime):
 
 def _input_contract(path) -> dict[str, str]:
     """The file's edgekit metadata (empty for files without it)."""
-    from edgekit.export.metadata import read_metadata
-
     try:
         return read_metadata(path)
     except EdgekitError:

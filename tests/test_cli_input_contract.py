@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
-from edgekit.export.input_contract import METADATA_KEY, InputContract
 from edgekit.export.metadata import read_metadata
 from edgekit.export.tflite.support_metadata import read_associated_files, read_support_metadata
+from edgekit.input_contract import METADATA_KEY, InputContract
 
 TINY = '''
 import torch

@@ -12,7 +12,8 @@ from edgekit.analysis.findings import G1_EXCESS, all_findings, segment_label, se
 from edgekit.analysis.folded_shuffles import regroup_split_layers
 from edgekit.analysis.profile import compare_profile, load_profile, measured_elementwise_share, profile_rows
 from edgekit.analysis.results import Analysis, LayerCost, OpTypeShare
-from edgekit.errors import DataError, UserModelError
+from edgekit.errors import DataError, ModelFileError, UserModelError
+from edgekit.file_metadata import read_metadata
 
 FILE_SUFFIXES = (".onnx", ".tflite")
 
@@ -68,9 +69,6 @@ def analyze(
 
 def _shuffle_lowering(path: Path) -> str | None:
     """The channel-shuffle lowering edgekit's metadata in ``path`` records (None for other files)."""
-    from edgekit.errors import ModelFileError
-    from edgekit.export.metadata import read_metadata
-
     try:
         return read_metadata(path).get("shuffle_lowering")
     except ModelFileError:  # damaged metadata: the graph was readable, so analyse it as any file

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import DataError, UnknownModelError, WeightsError
+from edgekit.input_contract import METADATA_KEY, InputContract
 from edgekit.models import registry
 from edgekit.models.user_model import is_factory_spec
 
@@ -67,8 +68,6 @@ def metadata_input_shape(meta: dict[str, str], path: str | Path) -> tuple[int, .
 
 def declared_normalization(meta: dict[str, str]) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     """The mean/std a file's input contract declares (numbers only), or ``(None, None)``."""
-    from edgekit.export.input_contract import METADATA_KEY, InputContract
-
     try:
         contract = InputContract.from_metadata(meta[METADATA_KEY])
     except (KeyError, ValueError, TypeError):

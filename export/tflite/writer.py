@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.export.tflite.ir import Graph, Quant
+from edgekit.file_metadata import read_tflite_metadata
 
 _IDENTIFIER = b"TFL3"
 _ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
@@ -180,18 +181,6 @@ def _op_version(graph: Graph, op) -> int:
     if op.kind == "TRANSPOSE" and len(graph.tensors[data].shape) > 4:
         return 4
     return _INT8_VERSIONS.get(op.kind, 1)
-
-
-def read_tflite_metadata(content: bytes) -> dict:
-    """The "edgekit" metadata entry of a .tflite file written by ``write_tflite`` (empty when absent)."""
-    schema = _schema()
-    model = schema.Model.GetRootAsModel(content, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() and entry.Name().decode() == "edgekit":
-            buffer = model.Buffers(entry.Buffer())
-            return json.loads(buffer.DataAsNumpy().tobytes().decode("utf-8"))
-    return {}
 
 
 def with_tflite_metadata(content: bytes, fields: dict) -> bytes:

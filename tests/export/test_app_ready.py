@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from edgekit.cli import main
 from edgekit.data.digits import digits_images
 from edgekit.evaluate import evaluate
-from edgekit.export.input_contract import METADATA_KEY, InputContract
 from edgekit.export.metadata import read_metadata
+from edgekit.input_contract import METADATA_KEY, InputContract
 
 MODEL = "shufflenet_v2_digits"
 

@@ -7,9 +7,10 @@ Three input kinds, the same choice for every format and precision (``--input``):
 - ``pixels``: float32 pixels in [0, 1] (``byte / 255``); the model applies mean/std.
 - ``normalized``: float32 ``(pixels - mean) / std``, what the PyTorch model itself takes.
 
-The contract is written into every file's metadata (``input_contract``), read back by ``edgekit.runtimes``
-(which converts the normalised NCHW batches edgekit's own callers pass), and described in one line by
-``usage_line`` for the user.
+The contract is written into every file's metadata (``input_contract``) by the exporters, read back by
+``edgekit.runtimes`` (which converts the normalised NCHW batches edgekit's own callers pass) and by
+``edgekit.models.file_reference``, and described in one line by ``usage_line`` for the user. A leaf (it imports
+only ``edgekit.errors``), so those readers do not import the export package.
 """
 
 from __future__ import annotations
