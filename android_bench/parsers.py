@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from edgekit.android_bench.results import LatencyStats, MemoryStats, OpProfileRow, OpTypeRow
 from edgekit.errors import EdgekitError
+from edgekit.op_profile import summarize_op_types
 
 __all__ = [
     "ParsedBenchmark",
@@ -373,20 +373,6 @@ def parse_ort_profile(trace: str, *, skip_runs: int = 0) -> tuple[list[OpProfile
         for i, n in enumerate(order)
     ]
     return rows, summarize_op_types(rows)
-
-
-def summarize_op_types(rows: list[OpProfileRow]) -> list[OpTypeRow]:
-    """Per-op-type count and summed average time of run-order rows, slowest type first."""
-    count: dict[str, int] = defaultdict(int)
-    time_ms: dict[str, float] = defaultdict(float)
-    for row in rows:
-        count[row.op_type] += 1
-        time_ms[row.op_type] += row.avg_ms
-    total = sum(time_ms.values()) or 1.0
-    return sorted(
-        (OpTypeRow(t, count[t], time_ms[t], 100.0 * time_ms[t] / total) for t in count),
-        key=lambda r: (-r.avg_ms, r.op_type),
-    )
 
 
 # --- edgekit device runner ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ tool; it is never filled with a zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from edgekit.op_profile import OpProfileRow, OpTypeRow  # defined in a leaf, which the report reads too
 
 
 @dataclass
@@ -32,27 +33,6 @@ class LatencyStats:
 class MemoryStats:
     init_mb: float | None = None
     overall_mb: float | None = None  # peak resident memory over the run
-
-
-@dataclass
-class OpProfileRow:
-    """One row of a per-op profile (run order): the op, its node, and its average time."""
-
-    index: int
-    op_type: str
-    name: str
-    avg_ms: float
-    percent: float | None = None
-
-
-@dataclass
-class OpTypeRow:
-    """One row of a per-op-type summary: how many ops of a type ran and their summed average time."""
-
-    op_type: str
-    count: int
-    avg_ms: float
-    percent: float | None = None
 
 
 @dataclass

@@ -39,17 +39,16 @@ class CalibrationSet:
 def calibration_set(spec: str | int | os.PathLike[str] | None, handle) -> CalibrationSet:
     """The calibration images for ``handle`` (a ``ModelHandle``) from ``spec``.
 
-    ``spec``: None (the registry model's own ``calibration_data`` if it has any, else
+    ``spec``: None (the registry model's own ``handle.calibration_data`` if it has any, else
     DEFAULT_CALIBRATION_IMAGES bundled crops), a number N of bundled crops, ``digits`` / ``digits:N`` (N
     images of the digits *training* split, every class represented), or an image folder (up to
     MAX_CALIBRATION_IMAGES images). Raises ``DataError`` for a bad count or a folder with no usable image.
     """
     from edgekit.data.inputs import load_inputs
     from edgekit.data.preprocess import preprocess
-    from edgekit.models import registry
 
-    if spec is None and registry.is_registered(handle.name):
-        spec = registry.model_metadata(handle.name).get("calibration_data")
+    if spec is None:
+        spec = getattr(handle, "calibration_data", None)
     _, channels, height, width = (int(d) for d in handle.input_shape)
     text = None if spec is None else str(spec)
     if text is None or text.isdigit():

@@ -42,6 +42,8 @@ class ModelHandle:
     family: str
     #: where mean/std come from: "model" (the registry's), "given" (--mean/--std) or "assumed" (ImageNet's)
     normalization: str = "model"
+    #: the registry model's own int8 calibration source (a ``calibration_set`` spec such as ``digits``), if any
+    calibration_data: str | None = None
 
 
 def _normalization(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -133,6 +135,7 @@ def resolve(
             mean=tuple(meta.get("mean", IMAGENET_MEAN)),
             std=tuple(meta.get("std", IMAGENET_STD)),
             family=str(meta.get("family", "")),
+            calibration_data=meta.get("calibration_data"),
         )
 
     if is_factory_spec(spec):

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edgekit.op_profile import summarize_op_types
 from edgekit.report.charts import bar_chart_svg, line_chart_svg
 from edgekit.report.tables import _cell, html_table, markdown_table, page, table
 
@@ -273,8 +274,6 @@ def _op_type_summary(run) -> list:
         return run.op_type_summary
     if not run.op_profile:
         return []
-    from edgekit.android_bench.parsers import summarize_op_types
-
     return summarize_op_types(run.op_profile)
 
 
