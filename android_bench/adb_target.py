@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from edgekit.android_bench.adb import AdbClient, AdbDevice, DeviceEntry, state_problem
 from edgekit.android_bench.remote_target import RemoteTarget
@@ -62,6 +63,9 @@ class AdbTarget(RemoteTarget):
 @dataclass
 class DeviceListing:
     """One attached device for ``edgekit devices``: its adb state, and its facts when it is usable."""
+
+    KIND: ClassVar[str] = "device"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     serial: str
     state: str

@@ -7,6 +7,8 @@ tool; it is never filled with a zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
 from edgekit.op_profile import OpProfileRow, OpTypeRow  # defined in a leaf, which the report reads too
 
 
@@ -93,6 +95,11 @@ class BenchRun:
 
 @dataclass
 class BenchReport:
+    """Every configuration benchmarked for one model file, on every target, and the notes of the run."""
+
+    KIND: ClassVar[str] = "bench"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
+
     runs: list[BenchRun]
     model_file: str
     notes: list[str] = field(default_factory=list)

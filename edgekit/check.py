@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -71,6 +72,9 @@ class OutputParity:
 @dataclass
 class ParityReport:
     """The result of ``check_parity``: per-output metrics and the verdict against the thresholds."""
+
+    KIND: ClassVar[str] = "parity"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     file: str
     reference: str

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -52,6 +53,9 @@ class EvalReport:
     the share of images on which both predict the same class. ``converted`` counts images converted to
     RGB per original mode (``"L"``, ``"RGBA"`` ...); ``skipped`` the files that could not be decoded.
     """
+
+    KIND: ClassVar[str] = "eval"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     data: str
     classes: list[str]

@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,6 +46,9 @@ class LayerError:
 @dataclass
 class PerLayerReport:
     """The result of ``per_layer_errors``: one ``LayerError`` per quantized tensor, in graph order."""
+
+    KIND: ClassVar[str] = "per_layer"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     file: str
     reference: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -27,6 +27,9 @@ class PassRecord:
 @dataclass
 class ExportResult:
     """Everything an export wrote and measured; ``report_path`` holds this record as JSON."""
+
+    KIND: ClassVar[str] = "export"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     model: str
     format: str

@@ -8,6 +8,7 @@ Counts follow the ShuffleNetV2 paper (Ma et al., ECCV 2018): ``mult_adds`` is wh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -99,6 +100,9 @@ class Analysis:
     know, by their name (their memory access is still counted from their tensors).
     """
 
+    KIND: ClassVar[str] = "analysis"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
+
     source: str
     source_kind: str
     input_shapes: list[list[int]]
@@ -112,4 +116,3 @@ class Analysis:
     other_ops: dict[str, int] = field(default_factory=dict)
     profile: ProfileComparison | None = None
     notes: list[str] = field(default_factory=list)
-    kind: str = "analysis"  # lets `edgekit report` recognise the JSON

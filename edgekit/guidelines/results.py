@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -73,6 +73,9 @@ class GuidelineTable:
 class GuidelineReport:
     """Every table of one ``edgekit guidelines`` run and how it was measured."""
 
+    KIND: ClassVar[str] = "guidelines"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
+
     target: str
     device: Any | None  # DeviceFacts of the target
     spatial: int
@@ -82,4 +85,3 @@ class GuidelineReport:
     rounds: int
     tables: list[GuidelineTable]
     notes: list[str] = field(default_factory=list)
-    kind: str = "guidelines"  # lets `edgekit report` recognise the JSON

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -30,6 +30,9 @@ class ModelInfo:
     image of ``input_shape`` (the figure papers call FLOPs). ``pretrained_url`` is ``None`` when no
     published weights exist. ``metadata`` holds everything the builder was registered with.
     """
+
+    KIND: ClassVar[str] = "model"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
+    VERSION: ClassVar[int] = 1
 
     name: str
     family: str

@@ -52,13 +52,44 @@ class RunDirectory:
     skipped: list = dataclasses.field(default_factory=list)  # files not recognised, with why
 
 
+#: The result kinds this edgekit knows (the ``KIND`` of each result dataclass), the newest ``VERSION`` of each
+#: it reads, and the section that renders it here (None: a result this report has no section for).
+KINDS: dict[str, tuple[int, str | None]] = {
+    "export": (1, "export"), "parity": (1, "parity"), "bench": (1, "bench"), "analysis": (1, "analysis"),
+    "guidelines": (1, "guidelines"), "per_layer": (1, "layer_errors"), "eval": (1, None), "device": (1, None),
+    "model": (1, None),
+}
+
+
 def classify_result(data: Any) -> str | None:
-    """What a result JSON holds: ``analysis``, ``guidelines``, ``bench``, ``export``, ``parity``,
-    ``layer_errors`` or None."""
+    """Which section renders a result JSON: ``export``, ``parity``, ``bench``, ``analysis``, ``guidelines``,
+    ``layer_errors``, or None (not a result this report renders; ``collect_run_dir`` lists why)."""
+    return _classify(data)[0]
+
+
+def _classify(data: Any) -> tuple[str | None, str | None]:
+    """``(section, None)`` or ``(None, why not)``. By the ``kind`` and ``version`` a result carries; a JSON
+    object without a ``kind`` (written before results had one) by its keys."""
     if not isinstance(data, dict):
-        return None
-    if data.get("kind") in ("analysis", "guidelines"):
-        return data["kind"]
+        return None, "not an edgekit result"
+    kind, version = data.get("kind"), data.get("version", 1)
+    if not isinstance(kind, str):
+        section = _section_by_keys(data)
+        return section, None if section else "not an edgekit result"
+    if kind not in KINDS:
+        return None, f"a result of kind {kind!r}, which this edgekit does not know (known: {', '.join(KINDS)})"
+    newest, section = KINDS[kind]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return None, f"{kind} result with version {json.dumps(version)}, not a positive whole number"
+    if version > newest:
+        return None, f"{kind} result version {version}, newer than this edgekit reads ({newest}); upgrade edgekit"
+    if section is None:
+        return None, f"{kind} result; `edgekit report` has no section for it"
+    return section, None
+
+
+def _section_by_keys(data: dict) -> str | None:
+    """Results written before they carried a ``kind``, recognised by their fields."""
     if "runs" in data and "model_file" in data:
         return "bench"
     if "format" in data and "op_histogram" in data:
@@ -221,9 +252,9 @@ def collect_run_dir(path: str | Path) -> RunDirectory:
             reason = exc if isinstance(exc, ValueError) else "JSON nested too deeply to read"
             found.skipped.append(f"{name}: {reason}; rerun the command that wrote it, or remove it")
             continue
-        kind = classify_result(data)
+        kind, why_not = _classify(data)
         if kind is None:
-            found.skipped.append(f"{name}: not an edgekit result")
+            found.skipped.append(f"{name}: {why_not}")
             continue
         record["_file"] = name
         problem = _render_problem(kind, record)
