@@ -249,6 +249,7 @@ def _qdq_params(path, in_dtypes: list[str], out_dtypes: list[str]) -> dict[str, 
                 elif node.op_type in ("Concat", "Pad", "Reshape", "Transpose") and node.output[0] not in seen:
                     seen.add(node.output[0])
                     frontier.append(node.output[0])
+    for node in graph.node:
         if node.op_type == "QuantizeLinear" and node.output[0] in graph_outputs:
             p = params(node)
             if p is not None:

@@ -158,7 +158,7 @@ def test_tflite_parity(tiny_tflite_file, tmp_path, accelerator):
 def test_shufflenet_v2_fp32_parity(tmp_path):
     from edgekit.export import export_onnx
 
-    result = export_onnx("shufflenet_v2_x0_5", output_dir=tmp_path / "model", check=False)
+    result = export_onnx("shufflenet_v2_x0_5", output_dir=tmp_path / "model", check=False, input_kind="normalized")
     x = np.random.default_rng(3).normal(0, 1, (1, 3, 224, 224)).astype(np.float32)
     _, _, diff, doc = _parity(Path(result.path), x, tmp_path)
     assert diff <= 1e-3
@@ -190,12 +190,14 @@ def shufflenet_photo() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _shufflenet_tflite(directory: Path, int8: bool) -> Path:
-    """edgekit's ShuffleNetV2 x0.5 .tflite (folded shuffles) as it ships: fp32, or int8 with int8 input and
-    output (pixels in, normalisation folded into the model)."""
+    """edgekit's ShuffleNetV2 x0.5 .tflite (folded shuffles): fp32 taking the normalised image, or int8 with int8
+    input and output (``--io int8``: pixel - 128 in, normalisation folded into the model)."""
     from edgekit.export.tflite_export import export_tflite
 
-    return Path(export_tflite("shufflenet_v2_x0_5", int8=int8, calib=16 if int8 else None, output_dir=directory,
-                              check=False).path)
+    if int8:
+        return Path(export_tflite("shufflenet_v2_x0_5", int8=True, io="int8", calib=16, output_dir=directory,
+                                  check=False).path)
+    return Path(export_tflite("shufflenet_v2_x0_5", input_kind="normalized", output_dir=directory, check=False).path)
 
 
 @pytest.mark.slow

@@ -81,4 +81,7 @@ def test_int8_only_flags_need_onnx_int8():
     assert result.exit_code == 2 and "apply to --int8 exports" in result.output
     result = CliRunner().invoke(main, ["export", "--model", "shufflenet_v2_digits", "--format", "tflite",
                                        "--target-cpu", "vnni"])
-    assert result.exit_code == 2 and "--format onnx --int8" in result.output
+    assert result.exit_code == 2 and "apply to --int8 exports" in result.output
+    result = CliRunner().invoke(main, ["export", "--model", "shufflenet_v2_digits", "--format", "tflite", "--int8",
+                                       "--target-cpu", "vnni"])
+    assert result.exit_code == 2 and "--target-cpu applies to --format onnx --int8" in result.output
