@@ -19,6 +19,7 @@ from edgekit.android_bench.target import Target
 from edgekit.errors import DeviceUnresponsiveError, EdgekitError, OutputError
 from edgekit.fileio import staged_files
 from edgekit.progress import Progress, quiet
+from edgekit.report import bench_html, bench_markdown, to_json
 
 EMULATED_NOTE = "timings from an emulated CPU (qemu) are not performance figures"
 
@@ -177,8 +178,6 @@ def write_bench_outputs(report: BenchReport, output_dir: str | Path) -> dict[str
     Out: ``{"json", "markdown", "html"}`` -> path.
     Raises ``OutputError`` when the directory cannot be written.
     """
-    from edgekit.report import bench_html, bench_markdown, to_json
-
     out = Path(output_dir)
     moved: list[tuple[BenchRun, str]] = []
     try:

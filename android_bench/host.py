@@ -31,6 +31,7 @@ from edgekit.android_bench.results import (
 from edgekit.android_bench.target import Target
 from edgekit.errors import EdgekitError, ModelFileError
 from edgekit.fileio import sha256_file
+from edgekit.runtimes import open_runtime
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 
@@ -141,8 +142,6 @@ class HostTarget(Target):
             raise ModelFileError(f"host: prepare: model file {model} does not exist")
         if model.suffix.lower() not in (".onnx", ".tflite"):
             raise ModelFileError(f"host: prepare: {model} is not a .onnx or .tflite file")
-        from edgekit.runtimes import open_runtime
-
         # Loads and runs it once in an isolated child first: a damaged file fails here, in one line, before
         # any configuration, and the CLI exits 2 as for every bad model file.
         with open_runtime(model):
@@ -164,8 +163,6 @@ class HostTarget(Target):
         """
         if self.model is None:
             raise EdgekitError("host: run: call prepare(model) first")
-        from edgekit.runtimes import open_runtime
-
         base = BenchRun(
             device=self.facts(), model_file=str(self.model), model_sha256=self.model_sha256, tool="host",
             tool_version=None, config=config,

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekit.errors import DataError, WeightsError
 from edgekit.file_metadata import EXPORT_PARITY_KEY, read_metadata
+from edgekit.limits import check_samples
 from edgekit.progress import Progress, quiet
 
 
@@ -169,7 +170,6 @@ def check_parity(
     raises ModelFileError for an unreadable file and DataError for unusable inputs.
     """
     from edgekit.data import load_inputs
-    from edgekit.limits import check_samples
     from edgekit.runtimes import open_runtime
 
     check_samples(samples, reference.input_shape)

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgekit.check import _run_in_batches
 from edgekit.errors import DataError
 from edgekit.file_metadata import read_metadata
 from edgekit.progress import Progress, quiet
@@ -156,7 +157,6 @@ def evaluate(
     ``DataError`` (unusable data, class names that are not the model's labels, models of different input
     sizes or labels), ``ModelFileError`` and the errors of ``edgekit.models.resolve``.
     """
-    from edgekit.check import _run_in_batches
     from edgekit.data import preprocess
     from edgekit.data.labelled import open_labelled
     from edgekit.runtimes import open_runtime

@@ -17,6 +17,7 @@ from edgekit.export.metadata import export_parity_fields, with_metadata_fields
 from edgekit.export.result import ExportResult
 from edgekit.fileio import sha256_bytes, staged_files
 from edgekit.progress import Progress
+from edgekit.report import export_html, to_json
 from edgekit.runtimes.vetting import trust_written
 from edgekit.stop_signals import stop_signals_deferred
 
@@ -72,8 +73,6 @@ def publish(
 ) -> ExportResult:
     """Write ``content`` to ``model_path`` with its report beside it (``<file>.json``-style names come from
     ``make_result``), after the parity check passes on the staged file. Raises ParityError on failure."""
-    from edgekit.report import export_html, to_json
-
     with staged_files() as staged:
         staged_model = staged.write_bytes(model_path, content)
         trust_written(content)  # edgekit made these bytes: its own check needs no isolated first run

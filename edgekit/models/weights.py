@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekit.data import bundled_images, preprocess
 from edgekit.errors import DownloadError, WeightsError
 from edgekit.fileio import sha256_file
 
@@ -277,8 +278,6 @@ def deterministic_init(
     ``state_dict_sha256``, do not depend on thread count or CPU kernel choice: a model rebuilt on another
     machine hashes the same as the one that was exported.
     """
-    from edgekit.data import bundled_images, preprocess  # models -> data, never the other way
-
     generator = torch.Generator().manual_seed(seed)
     _init_parameters(model, generator)
 

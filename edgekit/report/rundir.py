@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit.fileio import NotRegularFileError, open_regular_file
+from edgekit.analysis.profile import compare_profile
+from edgekit.errors import OutputError
+from edgekit.fileio import NotRegularFileError, ensure_writable_dir, open_regular_file, staged_files
 from edgekit.report.analysis import analysis_html, analysis_markdown
 from edgekit.report.bench import _bench_html_body, _latency_points, bench_markdown, latency_chart_html
 from edgekit.report.charts import bar_chart_svg
@@ -235,8 +237,6 @@ def collect_run_dir(path: str | Path) -> RunDirectory:
     JSON, not an edgekit result, or a result missing fields or with fields of the wrong type is listed in
     ``skipped`` with the reason; nothing raises for a bad file. Raises ``OutputError`` when ``path`` is not
     a directory."""
-    from edgekit.errors import OutputError
-
     root = Path(path)
     if not root.is_dir():
         raise OutputError(f"{root} is not a directory; pass the --output directory of an edgekit command")
@@ -275,8 +275,6 @@ def collect_run_dir(path: str | Path) -> RunDirectory:
 
 def _attach_profiles(found: RunDirectory) -> None:
     """Give analyses of a file the per-layer times of a profiled bench run of the same file name."""
-    from edgekit.analysis.profile import compare_profile
-
     for analysis in found.analyses:
         if analysis.get("profile") or analysis.source_kind == "pytorch":
             continue
@@ -360,9 +358,6 @@ def write_run_report(path: str | Path, output: str | Path | None = None) -> dict
     """Render everything in run directory ``path`` to ``report.html`` and ``report.md`` (in ``output``,
     default ``path``), each written atomically. Out: ``{"html", "markdown"}`` -> path, and ``"skipped"``:
     one line per file left out of the report, with why. Raises ``OutputError``."""
-    from edgekit.errors import OutputError
-    from edgekit.fileio import ensure_writable_dir, staged_files
-
     found = collect_run_dir(path)
     out = Path(output) if output is not None else Path(path)
     try:

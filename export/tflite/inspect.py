@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from edgekit.runtimes.litert_runtime import load_interpreter_module
+
 
 def xnnpack_partitions(content: bytes, threads: int = 1) -> int:
     """How many XNNPACK delegate partitions LiteRT makes of this model (1 = every op in one partition).
 
     After the default delegate is applied, each partition appears as one extra node named "DELEGATE".
     """
-    from edgekit.runtimes.litert_runtime import load_interpreter_module
-
     interpreter_class = load_interpreter_module()[0]
     interpreter = interpreter_class(model_content=content, num_threads=threads)
     interpreter.allocate_tensors()
