@@ -118,6 +118,8 @@ def export_tflite(
     say("lowering to native NHWC TFLite ops")
     graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
     used, lowering_notes = lower_channel_shuffles(graph, shuffle_lowering)
+    if not matches:
+        used = "none"  # the model has no channel shuffle: nothing was lowered
     notes = lowering_notes + notes
     clock.lap("lower")
     precision = "int8" if int8 else "fp32"
@@ -301,15 +303,14 @@ def _output_facts(graph) -> list[dict]:
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:
-    """Lower every SHUFFLE in ``graph``; returns the lowering used (``none`` without shuffles) and notes (e.g.
-    why folding fell back)."""
+    """Lower every SHUFFLE in ``graph``; returns the lowering used and notes (e.g. why folding fell back)."""
     from edgekit.export.tflite.fold_shuffles import FoldNotApplicable, fold_shuffles
     from edgekit.export.tflite.shuffle import lower_shuffles
 
     notes: list[str] = []
     if lowering in ("auto", "folded"):
         if not any(op.kind == "SHUFFLE" for op in graph.ops):
-            return "none", notes  # no channel shuffle to lower
+            return "folded", notes
         candidate = copy.deepcopy(graph)
         try:
             info = fold_shuffles(candidate)
@@ -323,7 +324,7 @@ def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:
             if lowering == "folded" or growth <= MAX_FOLD_GROWTH:
                 graph.ops, graph.tensors = candidate.ops, candidate.tensors
                 notes.append(summary + " (no TRANSPOSE, no SPLIT)")
-                return "none", notes  # no channel shuffle to lower
+                return "folded", notes
             notes.append(f"{summary} > {MAX_FOLD_GROWTH}x, where narrow convolutions cost more than the "
                          f"shuffles save; used {FOLD_FALLBACK} (force with --shuffle folded)")
         lowering = FOLD_FALLBACK
