@@ -60,28 +60,6 @@ class PerLayerReport:
     suggestions: list[str] = field(default_factory=list)
 
 
-def _add_outputs(model, names: list[str]):
-    import onnx
-
-    present = {o.name for o in model.graph.output}
-    for name in names:
-        if name not in present:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    return model
-
-
-def _session(model, threads: int, optimize: bool):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
 def quantized_tensors(int8_model) -> list[tuple[str, str, str, list[str]]]:
     """``(float tensor, its quantized-then-dequantized name, producing node, quantized input tensors)`` for
     every activation quantized by a QuantizeLinear -> DequantizeLinear pair, in graph order."""
@@ -148,6 +126,7 @@ def per_layer_errors(
     from edgekit.export.passes import apply_shuffle_passes
     from edgekit.export.ptq_steps import is_reproducible_calib
     from edgekit.file_metadata import read_metadata
+    from edgekit.runtimes.observer import ActivationObserver
     from edgekit.runtimes.vetting import vet_model_file
 
     path = Path(exported)
@@ -203,17 +182,20 @@ def per_layer_errors(
                         f"export of {handle.name}; is --model the model this file was quantized from?")
     fp32_outputs = [reference_name[x] for x, *_ in matched]
     int8_outputs = [dq for _, dq, *_ in matched]
-    ref_session = _session(_add_outputs(fp32, fp32_outputs), threads, optimize=True)
-    q_session = _session(_add_outputs(int8_model, int8_outputs), threads, optimize=False)
+    reference = ActivationObserver(fp32, fp32_outputs, threads=threads, optimization="all")
+    quantized = ActivationObserver(int8_model, int8_outputs, threads=threads, optimization="disable")
     inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
     say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
     step = int(handle.input_shape[0])
-    ref_input, q_input = ref_session.get_inputs()[0].name, q_session.get_inputs()[0].name
+    usable = inputs.array[: inputs.array.shape[0] // step * step]
     acc = _Accumulator(len(matched))
     feed = _declared_input(meta)
-    for start in range(0, inputs.array.shape[0] - step + 1, step):
-        x = inputs.array[start : start + step]
-        acc.add(ref_session.run(fp32_outputs, {ref_input: x}), q_session.run(int8_outputs, {q_input: feed(x)}))
+    chunk = step * max(1, min(reference.batch, quantized.batch) // step)
+    for start in range(0, len(usable), chunk):
+        x = usable[start : start + chunk]
+        refs, gots = reference.run(x), quantized.run(feed(x))
+        for i in range(0, len(x), step):  # statistics per model-sized sample, as the file runs
+            acc.add([refs[n][i : i + step] for n in fp32_outputs], [gots[n][i : i + step] for n in int8_outputs])
     producer = {out: node for node in int8_model.graph.node for out in node.output}
     layers = acc.layers([(x, "input" if x == pixel_tensor else _op_label(producer.get(x)), node, inputs_)
                          for x, _dq, node, inputs_ in matched])
@@ -308,28 +290,21 @@ class _Accumulator:
 def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_shape, data, samples, say):
     import tempfile
 
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     from edgekit.data import load_inputs
     from edgekit.export.tflite.pixel_input import to_pixels
     from edgekit.export.tflite_export import export_tflite
+    from edgekit.runtimes.observer import LiteRTObserver
 
-    def interpreter(file: str):
-        it = Interpreter(model_path=file, experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
-        return it
-
-    q = interpreter(str(path))
-    details = {d["index"]: d for d in q.get_tensor_details()}
-    ops = q._get_ops_details()  # the only LiteRT call that lists ops in execution order
+    q = LiteRTObserver(path)
+    details = q.by_index
+    ops = q.ops
     quantized = {}  # tensor index -> (op label, node) for int8 activations that ops produce
     for op in ops:
         for t in op["outputs"]:
             d = details[int(t)]
             if d["dtype"] == np.int8 and d["quantization"][0] > 0:
                 # a uint8 file's edge QUANTIZE makes the int8 input: list it as the input, as for int8 files
-                edge = op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == q.get_input_details()[0]["index"]
+                edge = op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == q.input["index"]
                 quantized[int(t)] = ("input", "(graph input)") if edge else (op["op_name"], f"op {op['index']}")
     if not quantized:
         raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "
@@ -345,11 +320,11 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
                              std=handle.std if handle.family == "user" else None,
                              equalize=calib is not None, input_kind="pixels" if pixels else "normalized",
                              shuffle_lowering=_lowering(meta, "auto"))
-        ref = interpreter(fp32.path)
-    ref_index = {d["name"]: d["index"] for d in ref.get_tensor_details()}
+        ref = LiteRTObserver(fp32.path)
+    ref_index = {name: d["index"] for name, d in ref.tensors.items()}
     input_names = {int(t): details[int(t)]["name"] for op in ops for t in op["inputs"] if int(t) in details}
     tensors, pairs = [], []
-    in_index = q.get_input_details()[0]["index"]
+    in_index = q.input["index"]
     for op in ops:
         for t in (int(v) for v in op["outputs"]):
             name = details[t]["name"]
@@ -371,25 +346,23 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     inputs = load_inputs(data, samples, handle.input_shape, handle.mean, handle.std)
     say(f"running both on {inputs.array.shape[0]} inputs from {inputs.description}")
     acc = _Accumulator(len(pairs))
-    q_in, r_in = q.get_input_details()[0], ref.get_input_details()[0]
+    q_in = q.input
     scale, zero = q_in["quantization"]
     for image in inputs.array:
         x = np.ascontiguousarray(image.transpose(1, 2, 0)[None], dtype=np.float32)
         if pixels:
             x = to_pixels(x, handle.mean, handle.std, channel_axis=3)
-        ref.set_tensor(r_in["index"], x)
-        ref.invoke()
+        ref.run(x)
         if np.issubdtype(q_in["dtype"], np.integer):  # int8 pixel - 128, or uint8 bytes
             info = np.iinfo(q_in["dtype"])
-            q.set_tensor(q_in["index"], np.clip(np.round(x / scale) + zero, info.min, info.max).astype(q_in["dtype"]))
+            q.run(np.clip(np.round(x / scale) + zero, info.min, info.max).astype(q_in["dtype"]))
         else:
-            q.set_tensor(q_in["index"], x)
-        q.invoke()
+            q.run(x)
         refs, gots = [], []
         for r_idx, q_idx in pairs:
             s, z = details[q_idx]["quantization"]
-            refs.append(ref.get_tensor(r_idx))
-            gots.append((q.get_tensor(q_idx).astype(np.float32) - z) * s)
+            refs.append(ref.value(r_idx))
+            gots.append((q.value(q_idx).astype(np.float32) - z) * s)
         acc.add(refs, gots)
     layers = acc.layers(tensors)
     report = PerLayerReport(

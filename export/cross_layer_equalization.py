@@ -28,14 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from edgekit.errors import ExportError
 from edgekit.export.passes.graph_utils import GraphIndex, NameAllocator, attribute, tensor_reads
-
-# Images per ONNX Runtime call when the model's batch dimension is not fixed: large enough to amortise the
-# call, small enough that the extra outputs of a full-size CNN stay well under a gigabyte.
-_DYNAMIC_BATCH_CHUNK = 16
+from edgekit.runtimes.observer import ActivationObserver, ObservationError
 
 
 @dataclass
@@ -68,7 +65,7 @@ def equalize_cross_layer(
     if not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
         raise ExportError(f"cross-layer equalization alpha must be a number in [0, 1], got {alpha!r}")
     model = _copy(model)
-    input_name, chunk = _check_images(model, images_nchw)
+    _check_images(model, images_nchw)
     images = np.asarray(images_nchw, dtype=np.float32)
 
     index = GraphIndex(model)
@@ -80,7 +77,7 @@ def equalize_cross_layer(
 
     measured = [(relu.output[0], False) for _, relu, _ in pointwise_depthwise]
     measured += [(dw.output[0], True) for dw, _ in depthwise_pointwise]
-    ranges = _channel_maxima(model, input_name, images, chunk, measured)
+    ranges = _channel_maxima(model, images, measured)
 
     weights = _WeightEditor(model, index)
     for pw, relu, dw in pointwise_depthwise:
@@ -111,8 +108,8 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _check_images(model: onnx.ModelProto, images_nchw) -> tuple[str, int]:
-    """The model's input name and how many images to feed per run; raises ExportError if they do not fit."""
+def _check_images(model: onnx.ModelProto, images_nchw) -> None:
+    """Raises ExportError if the images do not fit the model's one float input."""
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     if len(inputs) != 1:
@@ -147,7 +144,6 @@ def _check_images(model: onnx.ModelProto, images_nchw) -> tuple[str, int]:
             f"the model input has a fixed batch of {batch} but {images.shape[0]} calibration images were given; "
             f"pass a multiple of {batch}"
         )
-    return inputs[0].name, batch or _DYNAMIC_BATCH_CHUNK
 
 
 def _float_initializer(index: GraphIndex, name: str) -> bool:
@@ -210,41 +206,24 @@ def _depthwise_pointwise_pairs(index: GraphIndex) -> list[tuple[onnx.NodeProto, 
 
 
 def _channel_maxima(
-    model: onnx.ModelProto, input_name: str, images: np.ndarray, chunk: int, tensors: list[tuple[str, bool]]
+    model: onnx.ModelProto, images: np.ndarray, tensors: list[tuple[str, bool]]
 ) -> dict[str, np.ndarray]:
-    """Per-channel (axis 1) maximum of each named tensor over all images, of ``|x|`` where the flag says so.
-
-    The tensors become extra outputs of a copy of ``model``, run once over the images in ``chunk``s.
-    """
-    import onnxruntime as ort
-
-    probe = _copy(model)
-    present = {o.name for o in probe.graph.output}
-    for name, _ in tensors:
-        if name not in present:
-            probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: library code does not print warnings
-    # Unfused, so every measured tensor is computed exactly as the graph says.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    names = [name for name, _ in tensors]
+    """Per-channel (axis 1) maximum of each named tensor over all images, of ``|x|`` where the flag says so,
+    from one observer pass (the graph unfused, so every measured tensor is computed as the graph says)."""
+    absolute = dict(tensors)
     maxima: dict[str, np.ndarray] = {}
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        for start in range(0, len(images), chunk):
-            values = session.run(names, {input_name: np.ascontiguousarray(images[start : start + chunk])})
-            for (name, absolute), value in zip(tensors, values, strict=True):
-                value = np.abs(value) if absolute else value
-                channel_max = value.max(axis=tuple(i for i in range(value.ndim) if i != 1)).astype(np.float64)
-                maxima[name] = channel_max if name not in maxima else np.maximum(maxima[name], channel_max)
-    except Exception as exc:  # onnxruntime raises its own pybind exception classes
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        with ActivationObserver(model, list(absolute)) as observer:
+            for values in observer.iterate(images):
+                for name, value in values.items():
+                    value = np.abs(value) if absolute[name] else value
+                    channel_max = value.max(axis=tuple(i for i in range(value.ndim) if i != 1)).astype(np.float64)
+                    maxima[name] = channel_max if name not in maxima else np.maximum(maxima[name], channel_max)
+    except ObservationError as exc:
         raise ExportError(
             f"ONNX Runtime could not run the model on the calibration images for cross-layer equalization "
-            f"({first_line}); check that the images are preprocessed for this model"
-        ) from exc
+            f"({exc.reason}); check that the images are preprocessed for this model"
+        ) from None
     return maxima
 
 
