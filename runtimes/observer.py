@@ -145,25 +145,29 @@ def observe(model: Any, names: Sequence[str], images: np.ndarray, **options) -> 
 
 
 class LiteRTObserver:
-    """A LiteRT interpreter over a ``.tflite`` model (bytes or a path) on the builtin kernels (no XNNPACK,
-    so every intermediate tensor exists) with all tensors preserved after each run.
+    """A LiteRT interpreter over a ``.tflite`` model (bytes or a path).
+
+    By default every op runs on the builtin kernels (no XNNPACK) with all tensors preserved after each run,
+    so every intermediate tensor can be read. With ``xnnpack=True`` LiteRT delegates to XNNPACK (three times
+    faster on ResNet-18, the same values to about 1e-5 relative) and only the model's inputs and outputs
+    can be read: the caller makes the tensors it observes outputs of the model it passes.
 
     ``tensors`` maps each tensor's name to its LiteRT details (index, dtype, shape, quantization); ``ops``
     lists the ops in execution order (``op_name``, ``inputs``, ``outputs`` as tensor indices); ``input`` is
     the details of the (first) input. Raises ``ObservationError`` when LiteRT cannot load the model.
     """
 
-    def __init__(self, model: bytes | str | os.PathLike[str], *, threads: int = 1) -> None:
+    def __init__(self, model: bytes | str | os.PathLike[str], *, threads: int = 1, xnnpack: bool = False) -> None:
         from .litert_runtime import load_interpreter_module
 
         check_threads(threads)
         interpreter_cls, resolver, _, _ = load_interpreter_module()
         source = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}
+        engine = ({"experimental_op_resolver_type": resolver.AUTO} if xnnpack else
+                  {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                   "experimental_preserve_all_tensors": True})
         try:
-            self._interpreter = interpreter_cls(
-                **source, num_threads=threads, experimental_preserve_all_tensors=True,
-                experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
+            self._interpreter = interpreter_cls(**source, num_threads=threads, **engine)
             self._interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with multi-line messages
             raise ObservationError(f"LiteRT cannot load the model ({one_line(exc)})") from None
@@ -171,6 +175,10 @@ class LiteRTObserver:
         self.tensors = {d["name"]: d for d in details}
         self.by_index = {d["index"]: d for d in details}
         self.input = self._interpreter.get_input_details()[0]
+        self._readable = None
+        if xnnpack:
+            edges = [*self._interpreter.get_input_details(), *self._interpreter.get_output_details()]
+            self._readable = {d["name"] for d in edges}
 
     @property
     def ops(self) -> list[dict]:
@@ -192,9 +200,10 @@ class LiteRTObserver:
     def iterate(self, images: np.ndarray, names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
         """For each image of ``images`` (the model's layout, batch axis first), run it alone and yield
         the named tensors. Raises ``ObservationError`` for a name that is not in the model."""
-        missing = [n for n in names if n not in self.tensors]
+        missing = [n for n in names if n not in (self.tensors if self._readable is None else self._readable)]
         if missing:
-            raise ObservationError(f"tensor {missing[0]!r} is not in the model")
+            where = "in the model" if self._readable is None else "an input or output of the model (XNNPACK)"
+            raise ObservationError(f"tensor {missing[0]!r} is not {where}")
         indices = [self.tensors[n]["index"] for n in names]
         for image in images:
             self.run(image[None])

@@ -141,3 +141,13 @@ def test_litert_observer_keeps_every_tensor():
         np.testing.assert_allclose(values["output"][0], image.clip(min=0) ** 2, rtol=1e-6)
     with pytest.raises(ObservationError, match="not in the model"):
         next(observer.iterate(x, ["nope"]))
+
+
+def test_litert_observer_on_xnnpack_reads_inputs_and_outputs_only():
+    x = random_input((2, 4, 4, 2), seed=11)
+    observer = LiteRTObserver(_tflite_graph(), xnnpack=True)
+    for image, values in zip(x, observer.iterate(x, ["input", "output"]), strict=True):
+        np.testing.assert_array_equal(values["input"][0], image)
+        np.testing.assert_allclose(values["output"][0], image.clip(min=0) ** 2, rtol=1e-6)
+    with pytest.raises(ObservationError, match="input or output"):
+        next(observer.iterate(x, ["relu"]))
