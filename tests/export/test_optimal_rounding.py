@@ -8,6 +8,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgekit.errors import ExportError
+from edgekit.export import optimal_rounding
 from edgekit.export.optimal_rounding import round_weights_optimally
 from edgekit.export.tflite.quantize import quantize_per_channel
 from edgekit.export.weight_rounding import symmetric_per_channel_rounding
@@ -69,7 +70,7 @@ def images():
 def test_weights_land_on_the_grid_the_quantizers_derive(images, qmax):
     model = _block()
     rounded, result = round_weights_optimally(model, images, qmax=qmax)
-    assert result.layers == 4 and result.skipped == []
+    assert result.layers == 3 and result.nearest == ["fc"] and result.skipped == []
     before = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for t in rounded.graph.initializer:
         if not t.name.startswith("w"):
@@ -118,12 +119,26 @@ def test_input_model_is_untouched_and_shared_weights_are_skipped(images):
     model.graph.node.append(helper.make_node("Identity", ["w2"], ["w2_copy"], "peek"))
     model.graph.output.append(helper.make_tensor_value_info("w2_copy", onnx.TensorProto.FLOAT, None))
     rounded, result = round_weights_optimally(model, images)
-    assert result.skipped == ["dw"] and result.layers == 3
+    assert result.skipped == ["dw"] and result.layers == 2
     w2 = {t.name: numpy_helper.to_array(t) for t in rounded.graph.initializer}["w2"]
     np.testing.assert_array_equal(w2, {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}["w2"])
     fresh = _block()
     round_weights_optimally(fresh, images)
     assert fresh.SerializeToString() == snapshot
+
+
+def test_layers_with_too_few_patches_per_input_are_rounded_to_nearest(images, monkeypatch):
+    # The classifier reads one 24-feature row per image: 32 images give 32 rows, under 4 per input.
+    model = _block()
+    rounded, result = round_weights_optimally(model, images)
+    assert result.nearest == ["fc"]
+    w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}["w4"]
+    got = {t.name: numpy_helper.to_array(t) for t in rounded.graph.initializer}
+    np.testing.assert_array_equal(got["w4"], symmetric_per_channel_rounding(w, 0, 127).astype(np.float32))
+    assert not np.array_equal(got["b4"], {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}["b4"])
+    monkeypatch.setattr(optimal_rounding, "MIN_PATCHES_PER_INPUT", 1)
+    _, result = round_weights_optimally(model, images)
+    assert result.layers == 4 and result.nearest == []
 
 
 def test_images_that_do_not_fit_raise(images):
