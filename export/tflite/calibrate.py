@@ -10,6 +10,7 @@ import numpy as np
 
 from edgekit.errors import DataError, ExportError
 from edgekit.export.tflite.ir import Graph
+from edgekit.export.tflite.quantize import WEIGHTED_OPS
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.observer import LiteRTObserver, ObservationError
 
@@ -38,9 +39,9 @@ def calibrate_ranges(
     histograms. Raises ``DataError`` for images that do not fit the graph's input and
     ``ExportError`` for a graph with other than one float input or an unknown method.
 
-    ``channel_means``, when given, is filled in the same pass with every watched tensor's mean over
-    images and positions per channel (last axis): the expected inputs that ``quantize_graph`` corrects
-    weight-rounding bias with.
+    ``channel_means``, when given, is filled in the same pass with the mean over images and positions per
+    channel (last axis) of every tensor an op with int8 weights reads (``quantize.WEIGHTED_OPS``): the
+    expected inputs that ``quantize_graph`` corrects weight-rounding bias with.
     """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
@@ -55,6 +56,7 @@ def calibrate_ranges(
         )
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
     observer = _observer(graph, watched)
+    averaged = {op.inputs[0] for op in graph.ops if op.kind in WEIGHTED_OPS} if channel_means is not None else set()
 
     tails: dict[str, _Tails] = {}
     tail = 1.0 - percentile / 100.0
@@ -63,22 +65,22 @@ def calibrate_ranges(
     sums: dict[str, np.ndarray] = {}
     for values in _activations(observer, images, watched):
         for name, value in values.items():
-            lo[name] = min(lo[name], float(value.min()))
-            hi[name] = max(hi[name], float(value.max()))
-            if channel_means is not None:
-                flat = value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1)
-                sums[name] = sums.get(name, 0.0) + flat.mean(axis=0, dtype=np.float64)
-            if method == "percentile":
+            if method == "percentile":  # its tails hold the extremes
                 if name not in tails:
                     tails[name] = _Tails(len(images) * value.size, tail)
                 tails[name].add(value)
+            else:
+                lo[name] = min(lo[name], float(value.min()))
+                hi[name] = max(hi[name], float(value.max()))
+            if name in averaged:
+                flat = value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1)
+                sums[name] = sums.get(name, 0.0) + flat.mean(axis=0, dtype=np.float64)
     if channel_means is not None:
         channel_means.update({name: total / len(images) for name, total in sums.items()})
     if method == "minmax":
         return {name: (lo[name], hi[name]) for name in watched}
     if method == "percentile":
-        return {name: tails[name].range(lo[name], hi[name]) if hi[name] > lo[name] else (lo[name], hi[name])
-                for name in watched}
+        return {name: tails[name].range() for name in watched}
 
     # mse needs every bin, and the bins need the final range: a second pass (all activations of a
     # calibration set would take gigabytes to keep).
@@ -110,20 +112,24 @@ class _Tails:
     """
 
     def __init__(self, total: int, tail: float) -> None:
-        self.total = total
         self.low_rank = _least_count(total, tail)
         self.high_rank = _least_count(total, 1.0 - tail)
-        self.low = np.empty(0, np.float32)  # the low_rank smallest so far (fewer until seen)
-        self.high = np.empty(0, np.float32)  # the total - high_rank + 1 largest so far
+        # at least one each, so the extremes are kept too
+        self.low = _Extreme(max(self.low_rank, 1), smallest=True)
+        self.high = _Extreme(total - self.high_rank + 1, smallest=False)
 
     def add(self, value: np.ndarray) -> None:
         flat = value.reshape(-1)
-        self.low = _extreme(flat, self.low, self.low_rank, smallest=True)
-        self.high = _extreme(flat, self.high, self.total - self.high_rank + 1, smallest=False)
+        self.low.add(flat)
+        self.high.add(flat)
 
-    def range(self, lo: float, hi: float) -> tuple[float, float]:
-        first = _bin(self.low.max(), lo, hi) if self.low_rank > 0 else 0
-        last = _bin(self.high.min(), lo, hi)
+    def range(self) -> tuple[float, float]:
+        low, high = self.low.values(), self.high.values()
+        lo, hi = float(low.min()), float(high.max())
+        if hi <= lo:
+            return lo, hi
+        first = _bin(low.max(), lo, hi) if self.low_rank > 0 else 0
+        last = _bin(high.min(), lo, hi)
         edges = np.linspace(lo, hi, _HISTOGRAM_BINS + 1)
         return float(edges[first]), float(edges[min(last + 1, _HISTOGRAM_BINS)])
 
@@ -139,19 +145,37 @@ def _least_count(total: int, share: float) -> int:
     return count
 
 
-def _extreme(values: np.ndarray, kept: np.ndarray, k: int, *, smallest: bool) -> np.ndarray:
-    """The ``k`` smallest (or largest) of ``kept`` and ``values`` together, in no order."""
-    if k <= 0:
-        return kept
-    if len(kept) >= k:
-        bound = kept.max() if smallest else kept.min()
-        values = values[values < bound] if smallest else values[values > bound]
-        if not len(values):
-            return kept
-    both = np.concatenate([kept, values])
-    if len(both) <= k:
-        return both
-    return np.partition(both, k - 1)[:k] if smallest else np.partition(both, len(both) - k)[len(both) - k :]
+class _Extreme:
+    """The ``k`` smallest (or largest) values added, in no order. Values are held until they fill ``2k``
+    slots and only then cut back to ``k`` (one partition per ``k`` values taken in, not per image); each
+    image only offers its values past the ``k``-th of the last cut."""
+
+    def __init__(self, k: int, *, smallest: bool) -> None:
+        self.k, self.smallest = k, smallest
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.bound: float | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        if self.bound is not None:
+            values = values[values < self.bound] if self.smallest else values[values > self.bound]
+        if len(values):
+            self.parts.append(values)
+            self.size += len(values)
+            if self.size > 2 * self.k:
+                self._cut()
+
+    def values(self) -> np.ndarray:
+        if self.size > self.k:
+            self._cut()
+        return np.concatenate(self.parts) if self.parts else np.empty(0, np.float32)
+
+    def _cut(self) -> None:
+        both = np.concatenate(self.parts)
+        kept = np.partition(both, self.k - 1)[: self.k] if self.smallest else np.partition(
+            both, len(both) - self.k)[len(both) - self.k :]
+        self.parts, self.size = [kept], self.k
+        self.bound = float(kept.max() if self.smallest else kept.min())
 
 
 def _bin(value: float, lo: float, hi: float) -> int:

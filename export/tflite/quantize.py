@@ -49,6 +49,8 @@ _RESCALING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "AD
 
 # Weight input index -> per-channel axis of the weight tensor.
 _WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+#: Ops with int8 weights: bias correction reads the channel means of their data input.
+WEIGHTED_OPS = frozenset(_WEIGHT_AXIS)
 
 QUANTIZABLE_OPS = frozenset(SHARED_QUANT_OPS) | frozenset(FIXED_OUTPUT_QUANT) | _RESCALING_OPS
 
