@@ -42,7 +42,9 @@ def test_report_records_quantization_choices_and_kernel_check(digits_int8):
     assert digits_int8.calib_method == "percentile"
     assert digits_int8.reduce_range is cpu_target().reduce_range
     assert "digits from the training split" in digits_int8.calibration
-    assert digits_int8.parity.passed and digits_int8.parity.kernels.cosine >= 0.9999
+    # integer kernels against the float-simulated QDQ graph: 0.99998 with nearest-rounded weights, 0.99984 with
+    # GPTQ's (measured); either is far above the check's own limit, KERNEL_MIN_COSINE 0.995
+    assert digits_int8.parity.passed and digits_int8.parity.kernels.cosine >= 0.9995
     meta = read_metadata(digits_int8.path)
     assert meta["precision"] == "int8" and meta["calib_method"] == "percentile"
     assert digits_int8.op_histogram["QuantizeLinear"] > 0
