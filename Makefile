@@ -58,3 +58,10 @@ bench-peers: install
 # LiteRT/XNNPACK latency of edgekit's .tflite lowerings against the peers (run bench-peers first for them).
 bench-tflite: install
 	$(BIN)/python benchmarks/tflite_latency.py
+
+.PHONY: bench-export
+
+# Export time of the int8 exports as a ratio to fp32 (TFLite and ONNX; ShuffleNetV2 1.0x and a ResNet-18),
+# and the peers' int8 conversions when bench-peers built them. Minutes; not part of `make test`.
+bench-export: install
+	$(BIN)/python benchmarks/export_time.py
