@@ -57,7 +57,10 @@ def evaluation_set(name: str):
 
 def export(fmt: str, name: str, calib, out: str, settings: dict) -> str:
     if fmt == "tflite":
-        return export_tflite(name, int8=True, calib=calib, output_dir=out, check=False, **settings).path
+        # TFLite folds the normalisation whenever the file takes pixels: "no fold" is the normalised input
+        tflite = dict(settings)
+        tflite["input_kind"] = "bytes" if tflite.pop("fold_normalization") else "normalized"
+        return export_tflite(name, int8=True, calib=calib, output_dir=out, check=False, **tflite).path
     return export_onnx_int8(name, calib=calib, output_dir=out, check=False, **settings).path
 
 

@@ -35,7 +35,7 @@ def main() -> None:
         int8 = export_onnx_int8(args.model, output_dir=tmp, check=False, calib_method=args.calib_method)
         plain = export_onnx_int8(args.model, output_dir=f"{tmp}/plain", check=False, calib_method=args.calib_method,
                                  equalize=False, optimal_rounding=False, bias_correction=False,
-                                 fold_normalization=False)
+                                 fold_normalization=False, input_kind="normalized")
         x = np.random.default_rng(0).standard_normal(fp32.input_shape).astype(np.float32)
         for threads in (1, 2):
             runtimes = {"fp32": open_runtime(fp32.path, threads=threads),
