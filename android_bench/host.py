@@ -32,6 +32,7 @@ from edgekit.android_bench.target import Target
 from edgekit.errors import EdgekitError, ModelFileError
 from edgekit.fileio import sha256_file
 from edgekit.runtimes import open_runtime
+from edgekit.runtimes.base import nchw_input_shape
 
 RUNNER = Path(__file__).with_name("device_runner.py")
 
@@ -250,9 +251,7 @@ def _delta(after: float | None, before: float | None) -> float | None:
 def _example_input(runtime) -> np.ndarray:
     """Seeded uniform noise in the runtime's NCHW input shape (dynamic dimensions as 1)."""
     spec = runtime.inputs[0]
-    shape = [d if d else 1 for d in spec.shape]
-    if spec.layout == "NHWC" and len(shape) == 4:
-        shape = [shape[0], shape[3], shape[1], shape[2]]
+    shape = nchw_input_shape(spec)
     if all(d is None for d in spec.shape) and len(shape) == 4:
         shape = [1, 3, 224, 224]
     return np.random.default_rng(0).uniform(-1.0, 1.0, size=shape).astype(np.float32)

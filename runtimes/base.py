@@ -240,6 +240,25 @@ def one_line(message: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def nchw_input_shape(spec: TensorSpec) -> list[int]:
+    """The NCHW shape callers feed ``spec`` (the model's own layout turned back; dynamic dimensions as 1)."""
+    shape = [int(d) if d else 1 for d in spec.shape]
+    if spec.layout == "NHWC" and len(shape) == 4:
+        shape = [shape[0], shape[3], shape[1], shape[2]]
+    return shape
+
+
+def file_metadata_or_empty(path) -> dict[str, str]:
+    """A model file's edgekit metadata, or an empty dict for a file without readable metadata (the engine
+    then says what is wrong with the file itself)."""
+    from edgekit.file_metadata import read_metadata
+
+    try:
+        return read_metadata(path)
+    except EdgekitError:
+        return {}
+
+
 def pixel_normalization(fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
     """``(mean, std)`` per channel when a file's edgekit metadata says it takes pixels (its input contract's
     kind is ``pixels`` or ``bytes``; older files: ``input_normalization: in-model``), else None. Raises

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError, ModelFileError
-from edgekit.file_metadata import read_metadata
 
 from .base import (
     Runtime,
@@ -18,6 +17,7 @@ from .base import (
     check_model_file,
     check_threads,
     collect_outputs,
+    file_metadata_or_empty,
     guess_layout,
     one_line,
     pixel_normalization,
@@ -100,7 +100,8 @@ class LiteRTRuntime(Runtime):
             for d in self._interpreter.get_output_details()
         ]
         self._resized_to: tuple[int, ...] = tuple(int(d) for d in input_details[0]["shape"])
-        self.pixel_input = _pixel_input_normalization(self.path)
+        # (mean, std) when the file takes pixels (bytes or pixels contract, or an older in-model file)
+        self.pixel_input = pixel_normalization(file_metadata_or_empty(self.path))
 
     def _spec(self, detail: dict, layout: str | None) -> TensorSpec:
         shape = _signature(detail)
@@ -153,16 +154,6 @@ class LiteRTRuntime(Runtime):
 
     def _close(self) -> None:
         del self._interpreter
-
-
-def _pixel_input_normalization(path) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(mean, std)`` when the file takes pixels (its input contract is ``pixels`` or ``bytes``, or an older
-    edgekit file says ``input_normalization: in-model``); None for every other file."""
-    try:
-        fields = read_metadata(path)
-    except EdgekitError:
-        return None
-    return pixel_normalization(fields)
 
 
 def _signature(detail: dict) -> tuple[int | None, ...]:

@@ -9,7 +9,6 @@ import numpy as np
 import onnxruntime as ort
 
 from edgekit.errors import EdgekitError, ModelFileError
-from edgekit.file_metadata import read_metadata
 from edgekit.input_contract import METADATA_KEY, InputContract
 
 from .base import (
@@ -19,6 +18,7 @@ from .base import (
     check_model_file,
     check_threads,
     collect_outputs,
+    file_metadata_or_empty,
     guess_layout,
     one_line,
     pixel_normalization,
@@ -106,7 +106,7 @@ class OnnxRuntime(Runtime):
         in_dtypes = [_ORT_TYPES.get(i.type, i.type) for i in session_inputs]
         out_dtypes = [_ORT_TYPES.get(o.type, o.type) for o in self._session.get_outputs()]
         qparams = _qdq_params(self.path, in_dtypes, out_dtypes)
-        contract = _input_contract(self.path)
+        contract = file_metadata_or_empty(self.path)
         self.pixel_input = pixel_normalization(contract)
         if contract.get(METADATA_KEY) and session_inputs:
             declared = InputContract.from_metadata(contract[METADATA_KEY])
@@ -175,14 +175,6 @@ class OnnxRuntime(Runtime):
 
     def _close(self) -> None:
         del self._session
-
-
-def _input_contract(path) -> dict[str, str]:
-    """The file's edgekit metadata (empty for files without it)."""
-    try:
-        return read_metadata(path)
-    except EdgekitError:
-        return {}
 
 
 def _shape(dims: list) -> tuple[int | None, ...]:

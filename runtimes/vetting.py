@@ -195,13 +195,10 @@ def _first_run(path: str, options: list) -> tuple[str, str]:
         import numpy as np
 
         from edgekit.runtimes import open_runtime
+        from edgekit.runtimes.base import nchw_input_shape
 
         with open_runtime(path, threads=threads, xnnpack=xnnpack, optimization=optimization, vet=False) as rt:
-            spec = rt.inputs[0]
-            shape = [1 if d is None else int(d) for d in spec.shape]
-            if spec.layout == "NHWC" and len(shape) == 4:
-                shape = [shape[0], shape[3], shape[1], shape[2]]
-            rt.run(np.zeros(shape, dtype=np.float32))
+            rt.run(np.zeros(nchw_input_shape(rt.inputs[0]), dtype=np.float32))
         return "ok", ""
     except EdgekitError as exc:
         return "error", " ".join(str(exc).split())
