@@ -76,6 +76,27 @@ class _Lowering(SpatialOps, PointwiseOps, TensorOps):
             return ir
         raise ExportError(f"tensor {onnx_name!r} is used before it is computed")
 
+    # --- layout API for op handlers (the layout bookkeeping behind it may change; handlers use only these) ---
+
+    def ir_axis(self, onnx_name: str, axis: int) -> int:
+        """The IR axis holding ONNX axis ``axis`` (negative allowed) of tensor ``onnx_name``."""
+        rank = len(self.onnx_shape(onnx_name))
+        axis = int(axis) % rank
+        return NCHW_TO_NHWC_AXIS[axis] if rank == 4 else axis
+
+    def operand(self, onnx_name: str, like: str) -> str:
+        """The IR tensor for ``onnx_name`` laid out to broadcast, as in ONNX, against the IR tensor of ONNX
+        tensor ``like`` (an elementwise op's output). Constants of lower rank are right-aligned against
+        ``like``'s ONNX shape, then permuted as ``like`` is (e.g. a (C, 1, 1) scale becomes (1, 1, 1, C))."""
+        value = self.consts.get(onnx_name)
+        rank = len(self.onnx_shape(like))
+        if value is None or onnx_name in self.names or value.ndim in (0, rank) or value.ndim > rank:
+            return self.use(onnx_name)
+        full = value.reshape((1,) * (rank - value.ndim) + value.shape)
+        if rank == 4:
+            full = full.transpose(0, 2, 3, 1)
+        return self.g.add_constant(_clean(onnx_name), full.astype(np.float32) if full.dtype == np.float64 else full)
+
     def emit(self, kind: str, inputs: list[str], outputs: list[str], node, **options) -> Op:
         op = Op(kind, inputs, outputs, options, name=node.name if node is not None else "")
         self.g.ops.append(op)

@@ -87,17 +87,12 @@ class TensorOps:
         raise self.unsupported(node, f"reshape {in_shape} -> {out_shape} is not a channel shuffle or a flatten")
 
     def op_Concat(self, node) -> None:
-        axis = self._axis(node.input[0], _attrs(node).get("axis", 0))
+        axis = self.ir_axis(node.input[0], _attrs(node).get("axis", 0))
         out = self.define(node.output[0])
         inputs = [self.use(i) for i in node.input]
         self.emit("CONCATENATION", inputs, [out], node, axis=axis)
         if all(i in self.nonnegative for i in inputs):
             self.nonnegative.add(out)
-
-    def _axis(self, onnx_name: str, axis: int) -> int:
-        rank = len(self.onnx_shape(onnx_name))
-        axis = int(axis) % rank
-        return NCHW_TO_NHWC_AXIS[axis] if rank == 4 else axis
 
     def op_Split(self, node) -> None:
         a = _attrs(node)
@@ -109,7 +104,7 @@ class TensorOps:
             sizes = [int(v) for v in a["split"]]
         else:
             sizes = [shape[onnx_axis] // len(node.output)] * len(node.output)
-        axis = self._axis(node.input[0], onnx_axis)
+        axis = self.ir_axis(node.input[0], onnx_axis)
         x = self.use(node.input[0])
         outs = [self.define(o) for o in node.output]
         if len(set(sizes)) == 1:
@@ -148,4 +143,4 @@ class TensorOps:
         end = max(0, ends[0] + dim if ends[0] < 0 else min(ends[0], dim))
         x = self.use(node.input[0])
         out = self.define(node.output[0])
-        self.slice(x, out, self._axis(node.input[0], onnx_axis), start, end - start, node)
+        self.slice(x, out, self.ir_axis(node.input[0], onnx_axis), start, end - start, node)
