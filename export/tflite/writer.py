@@ -49,14 +49,15 @@ def _options(schema, kind: str, o: dict):
         sh, sw = o.get("stride", (1, 1))
         return B.Conv2DOptions, schema.Conv2DOptionsT(
             padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw,
-            fusedActivationFunction=act, dilationHFactor=1, dilationWFactor=1,
+            fusedActivationFunction=act, dilationHFactor=o.get("dilation", (1, 1))[0],
+            dilationWFactor=o.get("dilation", (1, 1))[1],
         )
     if kind == "DEPTHWISE_CONV_2D":
         sh, sw = o.get("stride", (1, 1))
         return B.DepthwiseConv2DOptions, schema.DepthwiseConv2DOptionsT(
             padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw,
             depthMultiplier=o.get("depth_multiplier", 1), fusedActivationFunction=act,
-            dilationHFactor=1, dilationWFactor=1,
+            dilationHFactor=o.get("dilation", (1, 1))[0], dilationWFactor=o.get("dilation", (1, 1))[1],
         )
     if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         sh, sw = o["stride"]
@@ -93,6 +94,28 @@ def _options(schema, kind: str, o: dict):
         return B.QuantizeOptions, schema.QuantizeOptionsT()
     if kind == "DEQUANTIZE":
         return B.DequantizeOptions, schema.DequantizeOptionsT()
+    # pointwise and spatial kinds of lower_pointwise / lower_spatial
+    if kind == "TRANSPOSE_CONV":
+        sh, sw = o.get("stride", (1, 1))
+        return B.TransposeConvOptions, schema.TransposeConvOptionsT(
+            padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw, fusedActivationFunction=act,
+        )
+    if kind in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+        cls = schema.ResizeBilinearOptionsT if kind == "RESIZE_BILINEAR" else schema.ResizeNearestNeighborOptionsT
+        options = cls(alignCorners=bool(o.get("align_corners", False)),
+                      halfPixelCenters=bool(o.get("half_pixel_centers", False)))
+        return (B.ResizeBilinearOptions if kind == "RESIZE_BILINEAR" else B.ResizeNearestNeighborOptions), options
+    if kind == "MIRROR_PAD":
+        mode = schema.MirrorPadMode.REFLECT if o["mode"] == "REFLECT" else schema.MirrorPadMode.SYMMETRIC
+        return B.MirrorPadOptions, schema.MirrorPadOptionsT(mode=mode)
+    if kind == "LEAKY_RELU":
+        return B.LeakyReluOptions, schema.LeakyReluOptionsT(alpha=float(o["alpha"]))
+    if kind == "GELU":
+        return B.GeluOptions, schema.GeluOptionsT(approximate=bool(o.get("approximate", False)))
+    if kind in ("MAXIMUM", "MINIMUM"):
+        return B.MaximumMinimumOptions, schema.MaximumMinimumOptionsT()
+    if kind in ("RELU_N1_TO_1", "RELU_0_TO_1", "PRELU", "ELU", "EXP", "LOG", "SQRT", "RSQRT", "NEG", "ABS"):
+        return B.NONE, None
     if kind in ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "TANH"):
         if kind == "HARD_SWISH":
             return B.HardSwishOptions, schema.HardSwishOptionsT()
