@@ -120,7 +120,65 @@ def _options(schema, kind: str, o: dict):
         if kind == "HARD_SWISH":
             return B.HardSwishOptions, schema.HardSwishOptionsT()
         return B.NONE, None
+    extra = _more_options(schema, kind, o, act)
+    if extra is not None:
+        return extra
     raise ExportError(f"the TFLite writer has no op {kind}; export with --format onnx instead")
+
+
+def _more_options(schema, kind: str, o: dict, act: int):
+    """Options of the op kinds the general lowering emits beyond ShuffleNetV2's (None for an unknown kind)."""
+    B = schema.BuiltinOptions
+    simple = {"SUB": (B.SubOptions, schema.SubOptionsT), "DIV": (B.DivOptions, schema.DivOptionsT)}
+    if kind in simple:
+        options_type, make = simple[kind]
+        return options_type, make(fusedActivationFunction=act)
+    if kind in ("MAXIMUM", "MINIMUM"):
+        return B.MaximumMinimumOptions, schema.MaximumMinimumOptionsT()
+    if kind == "SQUARED_DIFFERENCE":
+        return B.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT()
+    if kind == "SQUARE":
+        return B.SquareOptions, schema.SquareOptionsT()
+    if kind == "POW":
+        return B.PowOptions, schema.PowOptionsT()
+    if kind == "EXP":
+        return B.ExpOptions, schema.ExpOptionsT()
+    if kind == "ABS":
+        return B.AbsOptions, schema.AbsOptionsT()
+    if kind == "NEG":
+        return B.NegOptions, schema.NegOptionsT()
+    if kind in ("RSQRT", "SQRT", "LOG", "PRELU", "ELU", "RELU_N1_TO_1", "RELU_0_TO_1"):
+        return B.NONE, None
+    if kind == "GELU":
+        return B.GeluOptions, schema.GeluOptionsT(approximate=bool(o.get("approximate", False)))
+    if kind == "LEAKY_RELU":
+        return B.LeakyReluOptions, schema.LeakyReluOptionsT(alpha=float(o["alpha"]))
+    if kind == "SOFTMAX":
+        return B.SoftmaxOptions, schema.SoftmaxOptionsT(beta=float(o.get("beta", 1.0)))
+    if kind == "BATCH_MATMUL":
+        return B.BatchMatMulOptions, schema.BatchMatMulOptionsT(adjX=bool(o.get("adj_x", False)),
+                                                                 adjY=bool(o.get("adj_y", False)))
+    if kind in ("SUM", "REDUCE_MAX"):
+        return B.ReducerOptions, schema.ReducerOptionsT(keepDims=bool(o.get("keep_dims", False)))
+    if kind == "GATHER":
+        return B.GatherOptions, schema.GatherOptionsT(axis=int(o.get("axis", 0)), batchDims=0)
+    if kind == "STRIDED_SLICE":
+        return B.StridedSliceOptions, schema.StridedSliceOptionsT(
+            beginMask=int(o.get("begin_mask", 0)), endMask=int(o.get("end_mask", 0)),
+            shrinkAxisMask=int(o.get("shrink_axis_mask", 0)))
+    if kind == "MIRROR_PAD":
+        mode = schema.MirrorPadMode.SYMMETRIC if o.get("mode") == "SYMMETRIC" else schema.MirrorPadMode.REFLECT
+        return B.MirrorPadOptions, schema.MirrorPadOptionsT(mode=mode)
+    if kind in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+        options_type, make = ((B.ResizeBilinearOptions, schema.ResizeBilinearOptionsT) if kind == "RESIZE_BILINEAR"
+                              else (B.ResizeNearestNeighborOptions, schema.ResizeNearestNeighborOptionsT))
+        return options_type, make(alignCorners=bool(o.get("align_corners", False)),
+                                  halfPixelCenters=bool(o.get("half_pixel_centers", False)))
+    if kind == "TRANSPOSE_CONV":
+        sh, sw = o.get("stride", (1, 1))
+        return B.TransposeConvOptions, schema.TransposeConvOptionsT(
+            padding=_padding(schema, o.get("padding", "VALID")), strideH=sh, strideW=sw, fusedActivationFunction=act)
+    return None
 
 
 def _quant(schema, q: Quant | None):
