@@ -1,7 +1,9 @@
-"""litert-torch: edgekit's ShuffleNetV2 1.0x (same weights) to fp32 and PT2E int8 .tflite.
+"""litert-torch: an edgekit registry model (same weights) to fp32 and PT2E int8 .tflite.
 
 Runs in the litert-torch environment made by build_peers.py, with the repository on PYTHONPATH only so
-that ``edgekit.models.shufflenetv2`` (torch + stdlib imports) provides the architecture. Follows
+that ``edgekit.models`` (torch, numpy and Pillow imports, all in that environment) provides the architecture:
+the registry's builder named by the inputs' ``model`` (ShuffleNetV2 1.0x when absent, as build_peers.py
+writes them; benchmarks/peers/zoo_peers.py names any zoo model). Follows
 litert-torch's documented paths: ``litert_torch.convert(model, args).export(path)`` for fp32; for int8,
 ``torch.export`` -> torchao ``prepare_pt2e`` with litert-torch's ``PT2EQuantizer`` (symmetric, per-channel,
 static) -> calibration -> ``convert_pt2e(fold_quantize=False)`` -> ``convert(..., quant_config=...)``.
@@ -19,11 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+DEFAULT_MODEL = "shufflenet_v2_x1_0"
 
-def build_model(state_dict_path: str) -> torch.nn.Module:
-    from edgekit.models.shufflenetv2 import shufflenet_v2_x1_0
 
-    model = shufflenet_v2_x1_0()
+def build_model(state_dict_path: str, name: str = DEFAULT_MODEL) -> torch.nn.Module:
+    """The registry's architecture ``name`` with the weights of ``state_dict_path`` (strict), in eval mode."""
+    import edgekit.models  # noqa: F401  importing the families fills the registry
+    from edgekit.models.registry import build_architecture
+
+    model = build_architecture(name)
     model.load_state_dict(torch.load(state_dict_path, map_location="cpu", weights_only=True), strict=True)
     return model.eval()
 
@@ -64,13 +70,15 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict = {"models": [], "errors": []}
 
-    model = build_model(inputs["state_dict"])
+    name = inputs.get("model", DEFAULT_MODEL)
+    model = build_model(inputs["state_dict"], name)
     calib = np.load(inputs["calib_nchw"])
     sample = torch.from_numpy(calib[:1].copy())
     jobs = [("fp32", lambda p: convert_fp32(model, sample, p)),
             ("int8", lambda p: convert_int8(model, sample, calib, p))]
-    for precision, job in jobs:
-        path = out_dir / f"shufflenet_v2_x1_0_{precision}.tflite"
+    wanted = inputs.get("precisions", ["fp32", "int8"])
+    for precision, job in [j for j in jobs if j[0] in wanted]:
+        path = out_dir / f"{name}_{precision}.tflite"
         path.unlink(missing_ok=True)
         start = time.perf_counter()
         try:
