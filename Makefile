@@ -65,3 +65,11 @@ bench-tflite: install
 # and the peers' int8 conversions when bench-peers built them. Minutes; not part of `make test`.
 bench-export: install
 	$(BIN)/python benchmarks/export_time.py
+
+.PHONY: bench-zoo
+
+# LiteRT/XNNPACK latency of edgekit's .tflite against litert-torch's on every zoo model (fp32/int8, 1/2 threads),
+# with each side's export time; builds litert-torch's environment first (bench-peers). Tens of minutes.
+bench-zoo: install
+	test -x .bench-envs/litert-torch/bin/python || $(BIN)/python benchmarks/peers/build_peers.py --peers litert-torch
+	$(BIN)/python benchmarks/zoo_latency.py --html edgekit-out/zoo_latency.html

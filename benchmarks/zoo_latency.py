@@ -382,6 +382,7 @@ def main() -> None:
               "load_average": {"before": list(load_before), "after": list(load_after), "cpus": os.cpu_count()},
               "note": note, "results": results, "skipped": skipped}
     if args.html:
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(html_page(record), encoding="utf-8")
     if args.json:
         print(json.dumps(record, indent=2))
