@@ -11,6 +11,8 @@ does and why the result has no requantize (QUANTIZE int8 -> int8) ops. Ranges co
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,36 +23,64 @@ from edgekit.export.weight_rounding import weight_rounding_shift
 QMIN, QMAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-# Op kind -> indices of its data inputs (the rest are int32 shapes, axes, permutations, paddings).
-# Their data inputs and outputs must share quantization: TFLite's int8 kernels for these assume (or
-# XNNPACK's require) equal input and output params; for CONCATENATION a mismatch would make the converter
-# insert a requantize op per input.
+# Op kind -> indices of its data inputs (the rest are int32 shapes, axes, permutations, paddings, indices).
+# Their data inputs and outputs must share quantization: TFLite's int8 kernels for these move or select
+# values without rescaling them (or XNNPACK's require equal input and output params); for CONCATENATION a
+# mismatch would make the converter insert a requantize op per input.
 SHARED_QUANT_OPS: dict[str, tuple[int, ...] | None] = {
     "RESHAPE": (0,),
     "TRANSPOSE": (0,),
     "SPLIT": (1,),
     "SLICE": (0,),
+    "STRIDED_SLICE": (0,),
+    "GATHER": (0,),  # input 1 holds int32 indices
     "PAD": (0,),
     "PADV2": (0,),  # the pad value (input 2) is quantized with the class params, not part of the range
+    "MIRROR_PAD": (0,),
+    "RESIZE_NEAREST_NEIGHBOR": (0,),
+    "RESIZE_BILINEAR": (0,),  # the int8 kernel interpolates codes: one scale on both sides
     "MAX_POOL_2D": (0,),
     "AVERAGE_POOL_2D": (0,),  # the int8 spec requires it, as TensorFlow's converter does
+    "REDUCE_MAX": (0,),
+    "MAXIMUM": None,  # every input: the kernel compares codes
+    "MINIMUM": None,
     "CONCATENATION": None,  # every input
 }
 
 # Ops whose int8 output has fixed params in the TFLite spec, whatever the calibrated range.
 FIXED_OUTPUT_QUANT: dict[str, tuple[float, int]] = {
     "LOGISTIC": (1.0 / 256.0, -128),
+    "SOFTMAX": (1.0 / 256.0, -128),
     "TANH": (1.0 / 128.0, 0),
 }
 
-# Ops with their own output params (the kernels rescale internally).
-_RESCALING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "ADD", "MUL", "RELU", "RELU6",
-                  "HARD_SWISH"}
+# Ops with their own output params (the kernels rescale internally, or look values up in a table built
+# for the input and output params: GELU, ELU, EXP, RSQRT, LOG, HARD_SWISH, LEAKY_RELU).
+_RESCALING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "MEAN",
+                  "SUM", "ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1",
+                  "HARD_SWISH", "LEAKY_RELU", "PRELU", "GELU", "ELU", "EXP", "LOG", "RSQRT", "ABS", "NEG", "DIV",
+                  "SQRT"}
 
-# Weight input index -> per-channel axis of the weight tensor.
-_WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
-#: Ops with int8 weights: bias correction reads the channel means of their data input.
-WEIGHTED_OPS = frozenset(_WEIGHT_AXIS)
+#: Ops LiteRT has no int8 kernel for, and why.
+NO_INT8_KERNEL: dict[str, str] = {
+    "POW": "LiteRT has no int8 POW kernel",
+}
+_XNNPACK_FLOAT = "XNNPACK runs it in float only, so in int8 it would leave the XNNPACK partition"
+#: Ops whose int8 kernel is not worth using: LiteRT has one (tested within a few steps of float), but
+#: XNNPACK (LiteRT's default CPU delegate) does not, while it runs their float kernel between a DEQUANTIZE
+#: and a QUANTIZE inside its partition (measured on LiteRT 2.3: one partition as float, three as int8).
+XNNPACK_FLOAT_ONLY: dict[str, str] = {kind: _XNNPACK_FLOAT for kind in (
+    "DIV", "SQRT", "RSQRT", "EXP", "LOG", "ABS", "NEG", "GELU", "PRELU", "RELU_N1_TO_1", "HARD_SWISH", "SOFTMAX",
+    "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "BATCH_MATMUL")}
+#: The ops ``quantize_graph`` keeps in float by default, and why: each runs between a DEQUANTIZE and a
+#: QUANTIZE (a float island; consecutive ones share one).
+FLOAT_OPS: dict[str, str] = {**NO_INT8_KERNEL, **XNNPACK_FLOAT_ONLY}
+
+# Op kind -> (data input, weight input, bias input, per-channel axis of the weights).
+_WEIGHTS = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3), "FULLY_CONNECTED": (0, 1, 2, 0),
+            "TRANSPOSE_CONV": (2, 1, 3, 0)}
+#: Ops with int8 weights whose data input is input 0: bias correction reads the channel means of it.
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 QUANTIZABLE_OPS = frozenset(SHARED_QUANT_OPS) | frozenset(FIXED_OUTPUT_QUANT) | _RESCALING_OPS
 
@@ -154,6 +184,7 @@ def quantize_graph(
     *,
     io: str = "int8",
     input_means: dict[str, np.ndarray] | None = None,
+    float_ops: Mapping[str, str] = FLOAT_OPS,
 ) -> Graph:
     """A full-integer int8 copy of the fp32 ``graph``; ``graph`` itself is left untouched.
 
@@ -168,25 +199,24 @@ def quantize_graph(
     ``(Wq - W) . E[x]`` on average, and that shift is taken out of the bias (Nagel et al. 2019, "Data-Free
     Quantization", section 4.2, with the expectation measured instead of derived from BatchNorm).
 
-    Raises ``ExportError`` for an op with no int8 lowering, a float tensor without a calibrated range, or a
-    bad ``io``.
+    Ops in ``float_ops`` (kind -> why; default ``FLOAT_OPS``, for XNNPACK; ``NO_INT8_KERNEL`` for LiteRT's
+    builtin kernels alone) run in float: a DEQUANTIZE in front of and a QUANTIZE behind each run of them
+    (``int8_plan`` says which). Raises ``ExportError`` listing every op kind with no int8 mapping, for a
+    float tensor without a calibrated range, or a bad ``io``.
     """
     if io not in IO_TYPES:
         raise ExportError(f"unknown int8 io type {io!r}; choose one of {', '.join(IO_TYPES)}")
-    for op in graph.ops:
-        if op.kind not in QUANTIZABLE_OPS:
-            raise ExportError(
-                f"op {op.kind} (node {op.name or op.outputs[0]}) has no int8 quantization in edgekit;"
-                " export without --int8 (fp32 TFLite) instead"
-            )
+    int8_plan(graph, float_ops)
     g = copy.deepcopy(graph)
+    _square_as_mul(g)
+    floating, ranges = _isolate_float_ops(g, ranges, set(float_ops), keep_float_outputs=io == "float")
     weights = _weight_inputs(g)
     pad_values = {op.inputs[2] for op in g.ops if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2]}
 
     # Params per class: fixed by the spec where a member is a fixed-output op's result, else the union range.
     producers = g.producers()
     for members in shared_quant_classes(g).values():
-        members = [m for m in members if m not in weights and m not in pad_values]
+        members = [m for m in members if m not in weights and m not in pad_values and m not in floating]
         if not members:
             continue
         # A PADV2 output's observed range holds its pad value (-FLT_MAX for max-pool padding), which is meant
@@ -206,8 +236,9 @@ def quantize_graph(
             value = graph.tensors[op.inputs[2]].data
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
-        elif op.kind in _WEIGHT_AXIS:
-            _quantize_weights(g, op, graph, (input_means or {}).get(op.inputs[0]))
+        elif op.kind in _WEIGHTS:
+            data = op.inputs[_WEIGHTS[op.kind][0]]
+            _quantize_weights(g, op, graph, (input_means or {}).get(data) if op.kind in WEIGHTED_OPS else None)
     _drop_unused_tensors(g)
 
     if io == "float":
@@ -217,11 +248,104 @@ def quantize_graph(
     return g
 
 
+@dataclass
+class Int8Plan:
+    """How a graph maps to int8: the ops that stay float (kind -> node names) and why."""
+
+    float_ops: dict[str, list[str]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def note(self) -> str | None:
+        """One report line naming every op that runs in float and why, or None when all run in int8."""
+        if not self.float_ops:
+            return None
+        kinds = "; ".join(f"{kind} x{len(nodes)} ({self.reasons[kind]})" for kind, nodes in self.float_ops.items())
+        return f"ops kept in float between DEQUANTIZE and QUANTIZE: {kinds}"
+
+
+def int8_plan(graph: Graph, float_ops: Mapping[str, str] = FLOAT_OPS) -> Int8Plan:
+    """Which ops of the fp32 ``graph`` run in float when it is quantized; a check that needs no calibration.
+
+    Raises ``ExportError`` listing every op kind that has neither an int8 mapping nor a float fallback,
+    with the nodes that use it.
+    """
+    missing: dict[str, list[str]] = {}
+    floating: dict[str, list[str]] = {}
+    for op in graph.ops:
+        node = op.name or op.outputs[0]
+        if op.kind in float_ops:
+            floating.setdefault(op.kind, []).append(node)
+        elif op.kind not in QUANTIZABLE_OPS and op.kind != "SQUARE":
+            missing.setdefault(op.kind, []).append(node)
+    if missing:
+        listed = "; ".join(f"{kind} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:3])}"
+                           f"{', ...' if len(nodes) > 3 else ''})" for kind, nodes in missing.items())
+        raise ExportError(f"no int8 quantization in edgekit for {len(missing)} op kind(s): {listed}; "
+                          "export without --int8 (fp32 TFLite) or with --format onnx --int8 instead")
+    return Int8Plan(floating, {kind: float_ops[kind] for kind in floating})
+
+
+def _square_as_mul(graph: Graph) -> None:
+    """SQUARE has no int8 kernel; ``MUL(x, x)`` computes the same and has one."""
+    for op in graph.ops:
+        if op.kind == "SQUARE":
+            op.kind, op.inputs = "MUL", [op.inputs[0], op.inputs[0]]
+
+
+def _isolate_float_ops(graph: Graph, ranges: dict, float_ops: set[str], *,
+                       keep_float_outputs: bool) -> tuple[set[str], dict]:
+    """Put every op in ``float_ops`` between a DEQUANTIZE of its int8 inputs and a QUANTIZE of what int8 ops
+    (or, unless ``keep_float_outputs``, the model's outputs) read of its results, in place. Each tensor is
+    converted once, so consecutive float ops share one island. Returns the tensors that stay float and
+    ``ranges`` extended to the new int8 tensors."""
+    if not any(op.kind in float_ops for op in graph.ops):
+        return set(), ranges
+    ranges = dict(ranges)
+    floating = {out for op in graph.ops if op.kind in float_ops for out in op.outputs}
+    users = graph.consumers()
+    twins: dict[str, str] = {}  # tensor -> its twin on the other side of the boundary
+    ops: list[Op] = []
+    for op in graph.ops:
+        for i, name in enumerate(op.inputs):
+            t = graph.tensors.get(name) if name else None
+            if t is None or t.dtype != "float32":
+                continue
+            if op.kind in float_ops and name not in floating:
+                if t.is_constant:  # stays float; int8 readers keep the original, to be quantized
+                    if all(u.kind in float_ops for u in users[name]):
+                        floating.add(name)
+                        continue
+                    twins.setdefault(name, graph.add_constant(name + "_float", t.data))
+                    floating.add(twins[name])
+                elif name not in twins:
+                    twins[name] = graph.add_tensor(name + "_float", t.shape)
+                    floating.add(twins[name])
+                    ops.append(Op("DEQUANTIZE", [name], [twins[name]], {}, op.name))
+                op.inputs[i] = twins[name]
+            elif op.kind not in float_ops and name in floating:
+                if name not in twins:
+                    twins[name] = graph.add_tensor(name + "_int8", t.shape)
+                    ranges[twins[name]] = ranges[name]
+                    ops.append(Op("QUANTIZE", [name], [twins[name]], {}, op.name))
+                op.inputs[i] = twins[name]
+        ops.append(op)
+    graph.ops = ops
+    if not keep_float_outputs:
+        for name in [n for n in graph.outputs if n in floating]:
+            inner = _rename_output(graph, name, "_float")
+            floating.discard(name)
+            floating.add(inner)
+            graph.tensors[name] = Tensor(name, graph.shape(inner), "float32")
+            graph.ops.append(Op("QUANTIZE", [inner], [name], {}, "output"))
+    return floating, ranges
+
+
 def _weight_inputs(graph: Graph) -> set[str]:
     names: set[str] = set()
     for op in graph.ops:
-        if op.kind in _WEIGHT_AXIS:
-            names.update(n for n in op.inputs[1:3] if n)
+        if op.kind in _WEIGHTS:
+            _, w, b, _ = _WEIGHTS[op.kind]
+            names.update(op.inputs[i] for i in (w, b) if i < len(op.inputs) and op.inputs[i])
     return names
 
 
@@ -254,20 +378,22 @@ def _quantize_weights(graph: Graph, op: Op, original: Graph, input_mean: np.ndar
     With ``input_mean`` (the per-channel mean of the op's input) the bias absorbs the mean output shift
     that rounding the weights causes (``weight_rounding_shift``).
     """
-    x, w, b = (op.inputs + [""])[:3]
+    xi, wi, bi, axis = _WEIGHTS[op.kind]
+    inputs = op.inputs + [""] * (bi + 1 - len(op.inputs))
+    x, w, b = inputs[xi], inputs[wi], inputs[bi]
     if original.tensors[w].data is None:
         raise ExportError(f"{op.kind} (node {op.name or op.outputs[0]}) has non-constant weights; int8 export "
                           "needs constant weights")
-    q, wq = quantize_per_channel(original.tensors[w].data, _WEIGHT_AXIS[op.kind])
-    op.inputs[1] = _constant(graph, w, q, wq)
+    q, wq = quantize_per_channel(original.tensors[w].data, axis)
+    inputs[wi] = _constant(graph, w, q, wq)
     bias = original.tensors[b].data if b else np.zeros(len(wq.scale), np.float32)
     if input_mean is not None:
         weights = original.tensors[w].data
         rounded = q.astype(np.float64) * wq.scale.astype(np.float64).reshape(_axis_shape(weights.ndim, wq.axis))
         bias = np.asarray(bias, np.float64) - weight_rounding_shift(op.kind, rounded - weights, input_mean)
     qb, bq = quantize_bias(bias, float(graph.tensors[x].quant.scale[0]), wq.scale)
-    bias_name = _constant(graph, b or op.outputs[0] + "_bias", qb, bq)
-    op.inputs = [x, op.inputs[1], bias_name]
+    inputs[bi] = _constant(graph, b or op.outputs[0] + "_bias", qb, bq)
+    op.inputs = inputs
 
 
 def _axis_shape(ndim: int, axis: int) -> list[int]:
@@ -344,6 +470,8 @@ def _add_float_io(graph: Graph) -> None:
         graph.inputs[i] = name
     tail: list[Op] = []
     for name in list(graph.outputs):
+        if graph.tensors[name].dtype == "float32":  # computed by a float island
+            continue
         inner = _rename_output(graph, name, "_int8")
         graph.tensors[name] = Tensor(name, graph.shape(inner), "float32")
         tail.append(Op("DEQUANTIZE", [inner], [name], {}, "output"))

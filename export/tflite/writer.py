@@ -257,10 +257,20 @@ _INT8_VERSIONS = {
 
 def _op_version(graph: Graph, op) -> int:
     data = op.inputs[1] if op.kind == "SPLIT" else op.inputs[0]
+    "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "SQUARED_DIFFERENCE": 2, "RSQRT": 2, "EXP": 2, "LOG": 2, "ABS": 2,
+    "GELU": 2, "SOFTMAX": 2, "BATCH_MATMUL": 2, "SUM": 2, "REDUCE_MAX": 2, "GATHER": 2, "STRIDED_SLICE": 2,
+    "MIRROR_PAD": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "RESIZE_BILINEAR": 2,
     if graph.tensors[data].dtype != "int8":
         return 1
     if op.kind == "TRANSPOSE" and len(graph.tensors[data].shape) > 4:
         return 4
+    if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, filter, data, optional bias
+        if len(op.inputs) > 3 and op.inputs[3]:
+            return 3
+        return 2 if graph.tensors[op.inputs[1]].dtype == "int8" else 1
+    if op.kind.startswith("RESIZE_") and (op.options.get("half_pixel_centers") or (
+            op.kind == "RESIZE_NEAREST_NEIGHBOR" and op.options.get("align_corners"))):
+        return 3
     return _INT8_VERSIONS.get(op.kind, 1)
 
 

@@ -278,8 +278,8 @@ def test_bad_inputs_raise_clear_errors():
         quantize_graph(g, {})
     with pytest.raises(ExportError, match="io type"):
         quantize_graph(g, {}, io="uint16")
-    g.ops.append(Op("GATHER", [g.outputs[0]], [g.add_tensor("g", (1, 10))], {}, "gather_node"))
-    with pytest.raises(ExportError, match="GATHER.*gather_node"):
+    g.ops.append(Op("TOPK_V2", [g.outputs[0]], [g.add_tensor("g", (1, 10))], {}, "topk_node"))
+    with pytest.raises(ExportError, match="TOPK_V2.*topk_node"):
         quantize_graph(g, {})
 
 
