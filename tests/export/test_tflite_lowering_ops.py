@@ -1,0 +1,213 @@
+"""Pointwise and spatial ops through edgekit's real TFLite path (torch.onnx -> onnxsim -> passes -> lowering ->
+writer), run in LiteRT with XNNPACK against PyTorch: fp32 error, one XNNPACK partition, refusals that say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekit.errors import ExportError
+from edgekit.export.onnx_export import simplify, torch_to_onnx
+from edgekit.export.passes import apply_shuffle_passes
+from edgekit.export.passes.fuse_gelu import fuse_gelu
+from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
+from edgekit.export.tflite.inspect import xnnpack_partitions
+from edgekit.export.tflite.writer import write_tflite
+from edgekit.runtimes.litert_runtime import load_interpreter_module
+
+
+class Fn(nn.Module):
+    def __init__(self, fn, *modules):
+        super().__init__()
+        self.fn = fn
+        self.layers = nn.ModuleList(modules)
+
+    def forward(self, x):
+        return self.fn(x, *self.layers) if self.layers else self.fn(x)
+
+
+def lower(module: nn.Module, shape):
+    onnx_model, _, _ = apply_shuffle_passes(simplify(torch_to_onnx(module.eval(), shape)), "reshape")
+    graph, _ = onnx_to_tflite_graph(fuse_gelu(onnx_model).model)
+    return graph
+
+
+def run(content: bytes, x_nhwc: np.ndarray) -> np.ndarray:
+    interpreter = load_interpreter_module()[0](model_content=content, num_threads=1)  # XNNPACK by default
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_nhwc)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def check(module: nn.Module, shape=(1, 4, 8, 8), partitions: int | None = 1, scale: float = 3.0, rtol=1e-5):
+    """Lower ``module``, compare LiteRT with PyTorch on a random input; returns the graph's op kinds."""
+    torch.manual_seed(0)
+    module = module.eval()
+    for p in module.parameters():  # nonzero biases and slopes make the checks sharper
+        nn.init.uniform_(p, -1.0, 1.0)
+    graph = lower(module, shape)
+    content = write_tflite(graph)
+    x = (np.random.default_rng(0).standard_normal(shape) * scale).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    if expected.ndim == 4:
+        expected = expected.transpose(0, 2, 3, 1)
+    got = run(content, x.transpose(0, 2, 3, 1).copy())
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * max(1.0, float(np.abs(expected).max())))
+    if partitions is not None:
+        assert xnnpack_partitions(content) == partitions, graph.histogram()
+    return graph.histogram()
+
+
+def conv(c=4, **kw):
+    return nn.Conv2d(4, c, kw.pop("k", 3), **kw)
+
+
+# --- activations ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act,kinds", [
+    (nn.ReLU(), set()), (nn.ReLU6(), set()), (nn.Hardtanh(), set()),  # fused into the conv
+    (lambda x: x.clamp(0, 1), {"MINIMUM"}), (lambda x: x.clamp(-0.5, 0.7), {"MAXIMUM", "MINIMUM"}),
+    (lambda x: x.clamp(min=0.25), {"MAXIMUM"}), (lambda x: x.clamp(max=0.25), {"MINIMUM"}),
+    (nn.Hardswish(), {"HARD_SWISH"}), (nn.Hardsigmoid(), {"ADD", "MUL"}), (nn.Sigmoid(), {"LOGISTIC"}),
+    (nn.SiLU(), {"LOGISTIC", "MUL"}), (nn.Tanh(), {"TANH"}), (nn.LeakyReLU(0.1), {"LEAKY_RELU"}),
+    (nn.PReLU(4), {"PRELU"}), (nn.PReLU(), {"PRELU"}), (nn.ELU(), {"ELU"}),
+    (nn.GELU(), {"GELU"}), (nn.GELU(approximate="tanh"), {"GELU"}),
+    (lambda x: torch.exp(x * 0.1), {"EXP"}), (lambda x: torch.log(x.abs() + 0.5), {"LOG", "ABS"}),
+    (lambda x: torch.sqrt(x.abs()), {"SQRT", "ABS"}), (lambda x: -x, {"NEG"}),
+    (lambda x: torch.reciprocal(x.abs() + 1.0), {"DIV", "ABS"}),
+], ids=lambda v: v.__class__.__name__ if isinstance(v, nn.Module) else None)
+def test_activation_after_conv(act, kinds):
+    module = Fn(lambda x, c, a: a(c(x)), conv(), act if isinstance(act, nn.Module) else Fn(act))
+    histogram = check(module)
+    assert kinds <= set(histogram) and set(histogram) <= {"CONV_2D", "ADD"} | kinds
+
+
+def test_hardsigmoid_with_onnx_default_alpha():
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.2)], "g",
+                                                [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    graph, _ = onnx_to_tflite_graph(model)
+    v = np.linspace(-4, 4, 24, dtype=np.float32).reshape(1, 2, 3, 4)
+    got = run(write_tflite(graph), v.transpose(0, 2, 3, 1).copy()).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, np.clip(0.2 * v + 0.5, 0, 1), atol=1e-6)
+
+
+def test_erf_outside_gelu_is_refused():
+    with pytest.raises(ExportError, match=r"Erf .*no erf"):
+        lower(Fn(lambda x: torch.erf(x) * 2.0), (1, 4, 8, 8))
+
+
+# --- convolutions -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer,kind", [
+    (nn.Conv2d(4, 6, 3, padding=2, dilation=2), "CONV_2D"),
+    (nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2), "CONV_2D"),
+    (nn.Conv2d(4, 4, 3, padding=3, dilation=3, groups=4), "DEPTHWISE_CONV_2D"),
+    (nn.Conv2d(4, 8, 5, padding=2, groups=4), "DEPTHWISE_CONV_2D"),
+    (nn.Conv2d(4, 4, 7, stride=2, padding=3, groups=4), "DEPTHWISE_CONV_2D"),
+    (nn.Conv2d(4, 6, 3, padding=1, groups=2), "CONV_2D"),
+    (nn.Conv2d(4, 8, 1, groups=4), "DEPTHWISE_CONV_2D"),  # one input channel per group: depth multiplier 2
+])
+def test_convolutions(layer, kind):
+    assert kind in check(layer, shape=(1, 4, 12, 12))
+
+
+def test_grouped_conv_many_groups():
+    check(nn.Conv2d(16, 24, 3, padding=1, groups=8), shape=(1, 16, 10, 10))
+
+
+@pytest.mark.parametrize("layer", [
+    nn.ConvTranspose2d(4, 6, 2, stride=2),
+    nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1),
+    nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1),
+    nn.ConvTranspose2d(4, 6, 3, stride=1, padding=1),
+], ids=["k2s2", "k4s2p1", "k3s2p1op1", "k3s1p1"])
+def test_transposed_convolutions(layer):
+    assert "TRANSPOSE_CONV" in check(layer, shape=(1, 4, 7, 8))
+
+
+def test_grouped_transposed_convolution_is_refused():
+    with pytest.raises(ExportError, match="grouped transposed"):
+        lower(nn.ConvTranspose2d(4, 4, 2, stride=2, groups=2), (1, 4, 6, 6))
+
+
+# --- pooling ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pool", [
+    nn.AvgPool2d(3, 2, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.AvgPool2d(3, 1, 1),
+    nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.AvgPool2d(3, 2, 0, ceil_mode=True),
+    nn.AvgPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+    nn.AvgPool2d(2, 2, ceil_mode=True), nn.AvgPool2d(2),
+], ids=lambda p: f"k{p.kernel_size}s{p.stride}p{p.padding}c{int(p.ceil_mode)}i{int(p.count_include_pad)}")
+@pytest.mark.parametrize("size", [7, 8])
+def test_average_pool(pool, size):
+    check(pool, shape=(1, 4, size, size))
+
+
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d(3, 2, 1),
+    nn.MaxPool2d(2, 2, ceil_mode=True), nn.AdaptiveMaxPool2d(1),
+], ids=lambda p: repr(p))
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool(pool, relu):
+    module = Fn(lambda x, c, p: p(c(x).relu() if relu else c(x)), conv(), pool)
+    histogram = check(module, shape=(1, 4, 9, 9))
+    assert "PADV2" not in histogram
+
+
+def test_global_max_pool():
+    class GlobalMax(nn.Module):
+        def forward(self, x):
+            return torch.amax(x, dim=(2, 3), keepdim=True)
+
+    check(Fn(lambda x: F.adaptive_max_pool2d(x, 1) + GlobalMax()(x)))
+
+
+# --- padding ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pad,kind,partitions", [
+    (nn.ZeroPad2d((1, 2, 0, 3)), "PAD", 1), (nn.ConstantPad2d((1, 2, 0, 3), 0.5), "PADV2", None),
+    (nn.ReflectionPad2d((1, 2, 3, 0)), "CONCATENATION", 1), (nn.ReplicationPad2d((2, 1, 0, 3)), "CONCATENATION", 1),
+    (nn.ReplicationPad2d(3), "CONCATENATION", 1), (nn.ReflectionPad2d(5), "MIRROR_PAD", None),
+], ids=["zero", "constant", "reflect", "edge", "edge3", "reflect_wide"])
+def test_padding(pad, kind, partitions):
+    assert kind in check(Fn(lambda x, c, p: p(c(x)), conv(), pad), partitions=partitions)
+
+
+# --- resizing ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("resize,shape,kind,partitions", [
+    (nn.Upsample(scale_factor=2), (1, 4, 6, 7), "DEPTH_TO_SPACE", 1),
+    (lambda x: F.interpolate(x, scale_factor=3, mode="nearest"), (1, 4, 5, 5), "DEPTH_TO_SPACE", 1),
+    (lambda x: F.interpolate(x, size=(12, 10), mode="nearest"), (1, 4, 6, 5), "DEPTH_TO_SPACE", 1),
+    (lambda x: F.interpolate(x, size=(9, 7), mode="nearest"), (1, 4, 6, 5), "RESIZE_NEAREST_NEIGHBOR", None),
+    (lambda x: F.interpolate(x, scale_factor=0.5, mode="nearest"), (1, 4, 8, 8), "RESIZE_NEAREST_NEIGHBOR", None),
+    (nn.Upsample(scale_factor=2, mode="bilinear"), (1, 4, 6, 7), "RESIZE_BILINEAR", 1),
+    (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), (1, 4, 6, 7), "RESIZE_BILINEAR", 1),
+    (lambda x: F.interpolate(x, size=(11, 5), mode="bilinear"), (1, 4, 6, 7), "RESIZE_BILINEAR", 1),
+    (lambda x: F.interpolate(x, size=(11, 5), mode="bilinear", align_corners=True), (1, 4, 6, 7),
+     "RESIZE_BILINEAR", 1),
+    (lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear"), (1, 4, 6, 8), "RESIZE_BILINEAR", 1),
+    (lambda x: F.interpolate(x, scale_factor=0.5, mode="bilinear"), (1, 4, 8, 8), "RESIZE_BILINEAR", 1),
+], ids=["upsample2", "nearest3", "nearest_size2", "nearest_size", "nearest_half", "bilinear2", "bilinear2_ac",
+        "bilinear_size", "bilinear_size_ac", "bilinear1.5", "bilinear_half"])
+def test_resize(resize, shape, kind, partitions):
+    module = resize if isinstance(resize, nn.Module) else Fn(resize)
+    assert kind in check(Fn(lambda x, c, r: r(c(x)), nn.Conv2d(4, 4, 1), module), shape=shape, partitions=partitions)
+
+
+def test_resize_whose_scale_tflite_cannot_match_is_refused():
+    # 5 * 1.5 -> 7 rows: PyTorch samples at i / 1.5, TFLite at i * 5 / 7
+    with pytest.raises(ExportError, match=r"Resize .*no TFLite RESIZE_BILINEAR samples like"):
+        lower(Fn(lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear")), (1, 4, 5, 5))
