@@ -105,6 +105,8 @@ def _options(schema, kind: str, o: dict):
         options = cls(alignCorners=bool(o.get("align_corners", False)),
                       halfPixelCenters=bool(o.get("half_pixel_centers", False)))
         return (B.ResizeBilinearOptions if kind == "RESIZE_BILINEAR" else B.ResizeNearestNeighborOptions), options
+    if kind == "DEPTH_TO_SPACE":
+        return B.DepthToSpaceOptions, schema.DepthToSpaceOptionsT(blockSize=int(o["block_size"]))
     if kind == "MIRROR_PAD":
         mode = schema.MirrorPadMode.REFLECT if o["mode"] == "REFLECT" else schema.MirrorPadMode.SYMMETRIC
         return B.MirrorPadOptions, schema.MirrorPadOptionsT(mode=mode)
