@@ -176,7 +176,7 @@ def test_unsupported_op_names_op_node_and_onnx(tmp_path):
 
         class Up(nn.Module):
             def forward(self, x):
-                return F.interpolate(x, scale_factor=2.0, mode="nearest")
+                return F.interpolate(x, scale_factor=2.0, mode="bicubic")
 
         def up():
             return Up()
