@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgekit.errors import ExportError
+from edgekit.export.passes.fuse_gelu import fuse_gelu
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.lower_pointwise import PointwiseOps
 from edgekit.export.tflite.lower_spatial import SpatialOps
@@ -78,15 +79,19 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         self.perms: dict[str, tuple[int, ...]] = {}  # ONNX tensor -> layout of its IR tensor
         self.ir_perms: dict[str, tuple[int, ...]] = {}  # IR tensor -> layout it was made in
         self.views: dict[tuple[str, tuple[int, ...]], str] = {}  # (ONNX tensor, layout) -> IR tensor
+        self.ir_names: dict[str, list[str]] = {}  # IR tensor -> the ONNX tensors bound to it
         self.nhwc: set[str] = set()  # kept for handlers that still add to it; the layout lives in perms
         self.nonnegative: set[str] = set()  # IR tensors known >= 0 (after a ReLU), for max-pool padding
         self.layout_transposes = 0
         self.node = None  # the node being lowered
         self.onnx_users: dict[str, int] = {}
+        self.readers: dict[str, list] = {}  # ONNX tensor -> the nodes that read it
         for node in self.model.graph.node:
             for name in node.input:
                 self.onnx_users[name] = self.onnx_users.get(name, 0) + 1
+                self.readers.setdefault(name, []).append(node)
         self.onnx_outputs = {o.name for o in self.model.graph.output}
+        self._readers = dict(self.onnx_users)  # as in the ONNX graph; onnx_users adds those of aliases
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -132,6 +137,17 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
     def bind(self, onnx_name: str, ir: str, perm) -> None:
         """Record that IR tensor ``ir`` holds ``onnx_name`` in layout ``perm``."""
         perm = tuple(perm)
+        group = self.ir_names.setdefault(ir, [])
+        if onnx_name not in group:
+            group.append(onnx_name)
+        if len(group) > 1:
+            # ONNX tensors sharing one IR tensor (a free Transpose, a no-op Reshape) share its readers: a
+            # handler that fuses into the producer when "this node is the sole reader" must see them all.
+            readers = sum(self._readers.get(n, 0) for n in group) - (len(group) - 1)
+            for n in group:
+                self.onnx_users[n] = readers
+            if self.onnx_outputs.intersection(group):
+                self.onnx_outputs.update(group)
         self.names[onnx_name] = ir
         self.perms[onnx_name] = perm
         self.ir_perms.setdefault(ir, perm)
@@ -406,10 +422,11 @@ def unsupported_message(failures: list[UnsupportedOp]) -> str:
 def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:
     """Lower a simplified, shuffle-canonical ONNX model to edgekit's TFLite graph.
 
-    Returns the graph and the number of layout TRANSPOSEs it needed (0 for pure CNNs such as ShuffleNetV2).
+    GELUs spelled out in elementwise ops are fused first (``passes.fuse_gelu``). Returns the graph and the
+    number of layout TRANSPOSEs it needed (0 for pure CNNs such as ShuffleNetV2).
     Raises ExportError listing every node that cannot be lowered (grouped by op type), not only the first.
     """
-    lowering = _Lowering(model)
+    lowering = _Lowering(fuse_gelu(model).model)
     graph = lowering.run()
     return graph, lowering.layout_transposes
 
@@ -418,5 +435,5 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     """A dry run of the lowering: one line per ONNX node with no TFLite lowering ("Erf (node /Erf)"), empty
     when the whole model lowers. Raises ExportError only for problems of the whole model (no static shapes)."""
     failures: list[UnsupportedOp] = []
-    _Lowering(model).run(collect=failures)
+    _Lowering(fuse_gelu(model).model).run(collect=failures)
     return [f.line for f in failures]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from edgekit.export.tflite.layout_demand import wanted_orders
 from edgekit.export.tflite.lowering_utils import attrs as _attrs
 from edgekit.export.tflite.lowering_utils import clean as _clean
 from edgekit.export.tflite.lowering_utils import (
@@ -381,8 +382,45 @@ class TensorOps:
 
     # --- selection and joining ----------------------------------------------------------------------
 
+    def lay_out_for_pieces(self, x: str) -> None:
+        """Before ``x`` is cut into pieces (a Split, Gathers of one index) that each reach a MatMul wanting
+        another layout (attention's q, k and v), lay ``x`` out once as they all want: one TRANSPOSE, not one
+        per piece (``layout_demand``)."""
+        if x in self.consts or x not in self.names:
+            return
+        rank = len(self.onnx_shape(x))
+        wanted = []
+        for node in self.readers.get(x, []):
+            if node.op_type == "Split":
+                pieces, cut = list(node.output), None
+            elif node.op_type == "Gather" and node.input[1] in self.consts and self.consts[node.input[1]].ndim == 0:
+                pieces, cut = [node.output[0]], int(_attrs(node).get("axis", 0)) % rank
+            else:
+                return
+            for piece in pieces:
+                orders = wanted_orders(piece, self.readers, self.onnx_shape,
+                                       lambda n: n in self.consts and self.consts[n].size == 1)
+                if orders is None:
+                    return
+                wanted.append(frozenset(tuple(a + (cut is not None and a >= cut) for a in o) for o in orders))
+        if not wanted:
+            return
+        perm = self.perm_of(x)
+
+        def fits(orders) -> bool:
+            return any(tuple(a for a in perm if a in o) == o for o in orders)
+
+        common = frozenset.intersection(*wanted)
+        if not common or sum(not fits(w) for w in wanted) < 2:
+            return
+        order = min(common)
+        better = tuple(a for a in range(rank) if a not in order) + order
+        self.names[x] = self.view(x, better)
+        self.perms[x] = better
+
     def op_Gather(self, node) -> None:
         x, idx_name, out = node.input[0], node.input[1], node.output[0]
+        self.lay_out_for_pieces(x)
         indices = self.consts.get(idx_name)
         if indices is None:
             raise self.unsupported(node, "indices are not constant")
@@ -482,6 +520,7 @@ class TensorOps:
             self.nonnegative.add(y)
 
     def op_Split(self, node) -> None:
+        self.lay_out_for_pieces(node.input[0])
         a = _attrs(node)
         shape = self.onnx_shape(node.input[0])
         onnx_axis = int(a.get("axis", 0)) % len(shape)
