@@ -64,7 +64,8 @@ class SpatialOps:
 
     def op_ConvTranspose(self, node) -> None:
         """TRANSPOSE_CONV computes the full (in - 1) * stride + kernel output and keeps ``output_shape`` rows
-        from row 0 (VALID) or from half its surplus (SAME); a PyTorch crop that is neither is a SLICE."""
+        from row 0 (VALID) or from half its surplus (SAME); a PyTorch crop that is neither is a SLICE of the full
+        output, and an ``output_padding`` past the full output pads the input with zero rows first."""
         a = _attrs(node)
         weight = self.consts.get(node.input[1])
         if weight is None or weight.ndim != 4:
@@ -86,22 +87,32 @@ class SpatialOps:
         b = self.g.add_constant(name + "_bias", bias.astype(np.float32))
         x = self.use(node.input[0])
 
+        ins = self.onnx_shape(node.input[0])[2:]
+        geometry = list(zip((top, left), (oh, ow), ins, (kh, kw), strides, strict=True))
+
         def same_top(size, k, s):  # TFLite's SAME for TRANSPOSE_CONV: a forward conv's padding of output_shape
             return max((-(-size // s) - 1) * s + k - size, 0) // 2
 
-        if top == left == 0:
-            padding, crop = "VALID", None
-        elif (same_top(oh, kh, strides[0]), same_top(ow, kw, strides[1])) == (top, left):
-            padding, crop = "SAME", None
+        # TFLite checks that output_shape maps back onto the input: VALID (o - k) // s + 1, SAME ceil(o / s)
+        if all(t == 0 and (o - k) // s + 1 == i for t, o, i, k, s in geometry):
+            padding = "VALID"
+        elif all(same_top(o, k, s) == t and -(-o // s) == i for t, o, i, k, s in geometry):
+            padding = "SAME"
         else:
-            padding, crop = "VALID", (top, left)
-        if crop is None:
+            padding = None
+        if padding is not None:
             out = self.define(node.output[0])
             shape = self.g.int32_constant(name + "_output_shape", [n, oh, ow, out_c])
             self.emit("TRANSPOSE_CONV", [shape, w, x, b], [out], node, stride=strides, padding=padding)
             return
-        full = self.g.add_tensor(name + "_uncropped", (n, oh + top, ow + left, out_c))
-        shape = self.g.int32_constant(name + "_output_shape", [n, oh + top, ow + left, out_c])
+        # Otherwise: the full output, from an input with zero rows added where PyTorch's output_padding reaches
+        # past it (they add nothing but the bias), then a SLICE.
+        extra = [max(0, -(-(t + o - ((i - 1) * s + k)) // s)) for t, o, i, k, s in geometry]
+        if any(extra):
+            x = self.pad(node, x, (0, 0, extra[0], extra[1]), 0.0)
+        full_h, full_w = ((i + e - 1) * s + k for (t, o, i, k, s), e in zip(geometry, extra, strict=True))
+        full = self.g.add_tensor(name + "_uncropped", (n, full_h, full_w, out_c))
+        shape = self.g.int32_constant(name + "_output_shape", [n, full_h, full_w, out_c])
         self.emit("TRANSPOSE_CONV", [shape, w, x, b], [full], node, stride=strides, padding="VALID")
         out = self.define(node.output[0])
         self.emit("SLICE", [full, self.g.int32_constant(name + "_begin", [0, top, left, 0]),
@@ -378,8 +389,10 @@ class SpatialOps:
         raise self.unsupported(node, f"no TFLite {kind} samples like ONNX {mode} resize with "
                                      f"coordinate_transformation_mode={transform}"
                                + (f", nearest_mode={nearest_mode}" if mode == "nearest" else "")
-                               + f" from {tuple(in_shape[2:])} to {tuple(out_shape[2:])}; resize to a size that "
-                                 "is an integer multiple, or use align_corners")
+                               + f" from {tuple(in_shape[2:])} to {tuple(out_shape[2:])}; "
+                               + ("an integer scale factor lowers exactly" if mode == "nearest" else
+                                  "a size that is the input size times the scale factor, or align_corners=True, "
+                                  "lowers exactly"))
 
     def _upsample_by_repeat(self, node, x: str, in_shape, out_shape, onnx_maps) -> bool:
         """Nearest upsampling by one integer factor on both axes as CONCATENATION of factor**2 copies along

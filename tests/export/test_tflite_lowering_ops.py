@@ -35,8 +35,10 @@ def lower(module: nn.Module, shape):
     return graph
 
 
-def run(content: bytes, x_nhwc: np.ndarray) -> np.ndarray:
-    interpreter = load_interpreter_module()[0](model_content=content, num_threads=1)  # XNNPACK by default
+def run(content: bytes, x_nhwc: np.ndarray, xnnpack: bool = True) -> np.ndarray:
+    interpreter_class, resolver, *_ = load_interpreter_module()
+    kernels = {} if xnnpack else {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreter = interpreter_class(model_content=content, num_threads=1, **kernels)  # XNNPACK by default
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_nhwc)
     interpreter.invoke()
@@ -56,9 +58,11 @@ def check(module: nn.Module, shape=(1, 4, 8, 8), partitions: int | None = 1, sca
         expected = module(torch.from_numpy(x)).numpy()
     if expected.ndim == 4:
         expected = expected.transpose(0, 2, 3, 1)
-    got = run(content, x.transpose(0, 2, 3, 1).copy())
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * max(1.0, float(np.abs(expected).max())))
+    for xnnpack in (True, False):  # XNNPACK and LiteRT's builtin kernels (what runs when it does not delegate)
+        got = run(content, x.transpose(0, 2, 3, 1).copy(), xnnpack)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * max(1.0, float(np.abs(expected).max())),
+                                   err_msg="XNNPACK" if xnnpack else "builtin kernels")
     if partitions is not None:
         assert xnnpack_partitions(content) == partitions, graph.histogram()
     return graph.histogram()
@@ -127,14 +131,17 @@ def test_grouped_conv_many_groups():
     check(nn.Conv2d(16, 24, 3, padding=1, groups=8), shape=(1, 16, 10, 10))
 
 
-@pytest.mark.parametrize("layer", [
-    nn.ConvTranspose2d(4, 6, 2, stride=2),
-    nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1),
-    nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1),
-    nn.ConvTranspose2d(4, 6, 3, stride=1, padding=1),
-], ids=["k2s2", "k4s2p1", "k3s2p1op1", "k3s1p1"])
-def test_transposed_convolutions(layer):
-    assert "TRANSPOSE_CONV" in check(layer, shape=(1, 4, 7, 8))
+@pytest.mark.parametrize("layer,extra", [
+    (nn.ConvTranspose2d(4, 6, 2, stride=2), set()),  # VALID
+    (nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1), set()),  # SAME
+    (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), {"SLICE"}),
+    (nn.ConvTranspose2d(4, 6, 3, stride=1, padding=1), set()),
+    (nn.ConvTranspose2d(4, 6, 2, stride=2, output_padding=1), set()),  # VALID: the extra row is the bias
+    (nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0)), {"SLICE"}),
+    (nn.ConvTranspose2d(4, 6, 3, stride=3, padding=1, output_padding=2), {"PAD", "SLICE"}),  # past the full output
+], ids=["k2s2", "k4s2p1", "k3s2p1op1", "k3s1p1", "k2s2op1", "k3x2s2x1", "k3s3p1op2"])
+def test_transposed_convolutions(layer, extra):
+    assert set(check(layer, shape=(1, 4, 7, 8))) == {"TRANSPOSE_CONV"} | extra
 
 
 def test_grouped_transposed_convolution_is_refused():
@@ -211,3 +218,48 @@ def test_resize_whose_scale_tflite_cannot_match_is_refused():
     # 5 * 1.5 -> 7 rows: PyTorch samples at i / 1.5, TFLite at i * 5 / 7
     with pytest.raises(ExportError, match=r"Resize .*no TFLite RESIZE_BILINEAR samples like"):
         lower(Fn(lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear")), (1, 4, 5, 5))
+
+
+_TRANSFORMS = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn"]
+_NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
+
+def _resize_model(mode: str, transform: str, nearest_mode: str, size):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    sizes = numpy_helper.from_array(np.array([1, 3, *size], dtype=np.int64), "sizes")
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode,
+                            coordinate_transformation_mode=transform, nearest_mode=nearest_mode)
+    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, *size])], [sizes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_every_onnx_resize_variant_is_exact_or_refused_with_a_reason():
+    """Each ONNX sampling (mode x coordinate transform x nearest rounding x size) either matches ONNX Runtime
+    in LiteRT or is refused naming what TFLite cannot sample."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    lowered = []
+    for size in [(10, 12), (7, 9), (3, 4), (15, 18)]:
+        for mode, nearest_mode in [*(("nearest", m) for m in _NEAREST_MODES), ("linear", "floor")]:
+            for transform in _TRANSFORMS:
+                model = _resize_model(mode, transform, nearest_mode, size)
+                try:
+                    graph, _ = onnx_to_tflite_graph(model)
+                except ExportError as exc:
+                    assert "no TFLite RESIZE_" in str(exc) and transform in str(exc), str(exc)
+                    continue
+                expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+                got = run(write_tflite(graph), x.transpose(0, 2, 3, 1).copy(), xnnpack=False).transpose(0, 3, 1, 2)
+                np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{mode} {transform} {nearest_mode}")
+                lowered.append((mode, transform, nearest_mode, size))
+    # PyTorch's own variants are all among them
+    for variant in [("nearest", "asymmetric", "floor", (10, 12)), ("nearest", "asymmetric", "floor", (15, 18)),
+                    ("linear", "pytorch_half_pixel", "floor", (7, 9)), ("linear", "align_corners", "floor", (7, 9)),
+                    ("linear", "half_pixel", "floor", (3, 4)), ("nearest", "asymmetric", "floor", (7, 9))]:
+        assert variant in lowered
