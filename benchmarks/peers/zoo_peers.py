@@ -13,6 +13,7 @@ source file, the calibration count and the converter script are unchanged (``reb
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import json
@@ -124,6 +125,15 @@ def convert_model(model: str, envs: Path, calib: int | None = None, rebuild: boo
         record.error = missing_reason(envs)
         return record
     folder = envs / "models" / "zoo" / model
+    folder.mkdir(parents=True, exist_ok=True)
+    # one conversion of a model at a time: a second caller waits, then finds the first one's files cached
+    with (folder / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _convert_locked(record, python, folder, model, calib, rebuild, precisions, handle)
+
+
+def _convert_locked(record: PeerModel, python: Path, folder: Path, model: str, calib: int | None, rebuild: bool,
+                    precisions: tuple[str, ...], handle) -> PeerModel:
     try:
         if handle is None:
             from edgekit.models import resolve
