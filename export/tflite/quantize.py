@@ -42,6 +42,9 @@ SHARED_QUANT_OPS: dict[str, tuple[int, ...] | None] = {
     "MAX_POOL_2D": (0,),
     "AVERAGE_POOL_2D": (0,),  # the int8 spec requires it, as TensorFlow's converter does
     "REDUCE_MAX": (0,),
+    "REDUCE_MIN": (0,),
+    "BROADCAST_TO": (0,),
+    "DEPTH_TO_SPACE": (0,),
     "MAXIMUM": None,  # every input: the kernel compares codes
     "MINIMUM": None,
     "CONCATENATION": None,  # every input

@@ -254,18 +254,13 @@ _INT8_VERSIONS = {
     "CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "TRANSPOSE": 2, "SPLIT": 2, "SLICE": 2, "PAD": 2,
     "PADV2": 2, "MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2, "CONCATENATION": 2, "MEAN": 2, "ADD": 2, "MUL": 2,
     "RELU": 2, "RELU6": 2, "LOGISTIC": 2, "TANH": 2, "DEQUANTIZE": 2,
+    "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "SQUARED_DIFFERENCE": 2, "RSQRT": 2, "EXP": 2, "LOG": 2, "ABS": 2,
+    "GELU": 2, "SOFTMAX": 2, "BATCH_MATMUL": 2, "SUM": 2, "REDUCE_MAX": 2, "GATHER": 2, "STRIDED_SLICE": 2,
+    "MIRROR_PAD": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "RESIZE_BILINEAR": 2, "REDUCE_MIN": 2, "DEPTH_TO_SPACE": 2,
 }
 
 
 def _op_version(graph: Graph, op) -> int:
-    data = op.inputs[1] if op.kind == "SPLIT" else op.inputs[0]
-    "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "SQUARED_DIFFERENCE": 2, "RSQRT": 2, "EXP": 2, "LOG": 2, "ABS": 2,
-    "GELU": 2, "SOFTMAX": 2, "BATCH_MATMUL": 2, "SUM": 2, "REDUCE_MAX": 2, "GATHER": 2, "STRIDED_SLICE": 2,
-    "MIRROR_PAD": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "RESIZE_BILINEAR": 2,
-    if graph.tensors[data].dtype != "int8":
-        return 1
-    if op.kind == "TRANSPOSE" and len(graph.tensors[data].shape) > 4:
-        return 4
     if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, filter, data, optional bias
         if len(op.inputs) > 3 and op.inputs[3]:
             return 3
@@ -273,6 +268,13 @@ def _op_version(graph: Graph, op) -> int:
     if op.kind.startswith("RESIZE_") and (op.options.get("half_pixel_centers") or (
             op.kind == "RESIZE_NEAREST_NEIGHBOR" and op.options.get("align_corners"))):
         return 3
+    if op.kind == "BROADCAST_TO":  # version 1 was withdrawn: 2 is float, 3 quantized
+        return 3 if graph.tensors[op.inputs[0]].dtype == "int8" else 2
+    data = op.inputs[1] if op.kind == "SPLIT" else op.inputs[0]
+    if graph.tensors[data].dtype != "int8":
+        return 1
+    if op.kind == "TRANSPOSE" and len(graph.tensors[data].shape) > 4:
+        return 4
     return _INT8_VERSIONS.get(op.kind, 1)
 
 

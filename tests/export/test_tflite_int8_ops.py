@@ -45,12 +45,19 @@ def _halves(g: Graph, x: str) -> tuple[str, str]:
     return a, b
 
 
-def unary(kind: str, **options):
+def unary(kind: str, shape=SHAPE, **options):
     def build():
         g, x = _graph()
-        g.outputs.append(_op(g, kind, [x], SHAPE, **options))
+        g.outputs.append(_op(g, kind, [x], shape, **options))
         return g
     return build
+
+
+def broadcast_to():
+    g, x = _graph()
+    m = _op(g, "MEAN", [x, g.int32_constant("axes", [1, 2])], (1, 1, 1, 8), keep_dims=True)
+    g.outputs.append(_op(g, "BROADCAST_TO", [m, g.int32_constant("to_shape", list(SHAPE))], SHAPE))
+    return g
 
 
 def binary(kind: str):
@@ -186,6 +193,9 @@ INT8_CASES = {
     "RESIZE_BILINEAR": (resize("RESIZE_BILINEAR", half_pixel_centers=True), normal()),
     "RESIZE_BILINEAR_align_corners": (resize("RESIZE_BILINEAR", align_corners=True), normal()),
     "TRANSPOSE_CONV": (transpose_conv, normal()),
+    "REDUCE_MIN": (reduce("REDUCE_MIN", [3], (1, 8, 8, 1)), normal()),
+    "DEPTH_TO_SPACE": (unary("DEPTH_TO_SPACE", (1, 16, 16, 2), block_size=2), normal()),
+    "BROADCAST_TO": (broadcast_to, normal()),
     "DIV": (with_constant("DIV", np.linspace(0.5, 2, 8).reshape(1, 1, 1, 8)), normal()),
     "DIV_activations": (binary("DIV"), POSITIVE),
     "SQRT": (unary("SQRT"), POSITIVE),
@@ -195,7 +205,7 @@ CASES = {**INT8_CASES, "POW": (with_constant("POW", 0.5), POSITIVE)}
 
 # What XNNPACK runs in int8 (measured on LiteRT 2.3); the other int8 kernels run on LiteRT's own.
 XNNPACK_INT8 = {"SUB", "SUB_constant", "SQUARE", "TANH", "LOGISTIC", "LEAKY_RELU", "ELU", "SUM", "REDUCE_MAX",
-                "RESIZE_BILINEAR", "RESIZE_BILINEAR_align_corners", "TRANSPOSE_CONV"}
+                "RESIZE_BILINEAR", "RESIZE_BILINEAR_align_corners", "TRANSPOSE_CONV", "REDUCE_MIN", "DEPTH_TO_SPACE"}
 
 
 def _kind(case: str) -> str:
@@ -354,3 +364,41 @@ def test_int8_plan_lists_every_op_kind_without_a_mapping_at_once():
     with pytest.raises(ExportError, match=r"2 op kind\(s\): TOPK_V2 \(nodes topk_v2_node.*CUMSUM \(node cumsum"):
         int8_plan(g)
     assert int8_plan(_island_graph()).note() is not None and int8_plan(unary("RELU")()).note() is None
+
+
+def test_unsupported_model_fails_before_any_calibration_work(tmp_path):
+    """An op the lowering refuses is reported from the fp32 graph, before equalization, GPTQ or calibration."""
+    import textwrap
+    import time
+
+    from edgekit.export.tflite_export import export_tflite
+
+    factory = tmp_path / "warp.py"
+    factory.write_text(textwrap.dedent("""
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Warp(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3, padding=1)
+                self.flow = nn.Conv2d(8, 2, 1)
+
+            def forward(self, x):
+                y = torch.relu(self.conv(x))
+                grid = torch.tanh(self.flow(y)).permute(0, 2, 3, 1)
+                return F.grid_sample(y, grid, align_corners=False)
+
+        def warp():
+            return Warp()
+    """))
+    said: list[str] = []
+    start = time.perf_counter()
+    with pytest.raises(ExportError, match=r"GridSample \(node"):
+        export_tflite(f"{factory}:warp", int8=True, input_shape=(1, 3, 16, 16), output_dir=tmp_path / "o",
+                      progress=said.append)
+    elapsed = time.perf_counter() - start
+    assert not [m for m in said if any(w in m for w in ("equaliz", "calibrat", "GPTQ", "rounding"))], said
+    assert elapsed < 20, f"{elapsed:.1f} s"  # torch.onnx.export and onnxsim take most of it
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
