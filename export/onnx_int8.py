@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.cpu_features import CpuTarget, cpu_target
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
-from edgekit.export.cpu_features import CpuTarget, cpu_target
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization

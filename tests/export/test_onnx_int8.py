@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.check import OutputParity, judge_kernels
+from edgekit.check import THRESHOLDS, OutputParity, judge_kernels, kernel_advice
 from edgekit.cli import main
 from edgekit.errors import DataError
 from edgekit.evaluate import evaluate
-from edgekit.export.cpu_features import cpu_target
+from edgekit.export.cpu_features import CpuTarget, cpu_target
 from edgekit.export.metadata import read_metadata
 from edgekit.export.onnx_int8 import calibration_inputs, export_onnx_int8
 from edgekit.models import resolve
@@ -62,12 +62,14 @@ def test_cli_target_cpu_without_dot_product_uses_7_bit_weights(tmp_path):
 
 
 def test_kernel_problem_is_reported_as_such():
-    def parity(cosine):
-        return OutputParity("logits", (10,), 1.0, 0.1, 5.0, cosine, 20.0, 0.9, 0.95)
+    def parity(cosine, sqnr_db=20.0):
+        return OutputParity("logits", (10,), 1.0, 0.1, 5.0, cosine, sqnr_db, 0.9, 0.95)
 
-    assert judge_kernels(parity(0.99999)) == []
-    (message,) = judge_kernels(parity(0.98))
-    assert message.startswith("kernel problem") and "--target-cpu avx2" in message
+    advice = kernel_advice(CpuTarget("avx2", False, "--target-cpu avx2"), False, [parity(0.98)], None)
+    # kernels vs simulation, simulation vs PyTorch, kernels vs PyTorch
+    assert judge_kernels([parity(0.99999)], [parity(0.98)], [parity(0.98)], THRESHOLDS["int8"], advice) == []
+    (message,) = judge_kernels([parity(0.98)], [parity(0.98)], [parity(0.96, 16.0)], THRESHOLDS["int8"], advice)
+    assert message.startswith("logits: kernel problem") and "--target-cpu avx2" in message
 
 
 def test_calibration_with_fewer_images_than_asked_is_refused():
