@@ -71,7 +71,10 @@ def models_command(as_json: bool) -> None:
 
 model_option = click.option(
     "--model", "model", default=None, metavar="NAME|FILE.py:FACTORY|MODULE:FACTORY",
-    help="Registry name (see `edgekit models`) or a factory returning an nn.Module.",
+    help="Registry name (see `edgekit models`) or a factory returning an nn.Module. Without --weights, a factory's "
+         "model whose BatchNorm layers never measured statistics (untrained) gets edgekit's seeded init with "
+         "BatchNorm statistics measured on bundled photos, as registry models do (init:seed=0,bn-calibrated); a "
+         "factory that loads trained weights itself, or a model without BatchNorm, keeps what it built.",
 )
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,

@@ -120,8 +120,10 @@ class LiteRTRuntime(Runtime):
     @cached_property
     def precision(self) -> str:
         """``"int8"`` if any tensor is int8/uint8/int16 (full or dynamic-range quantisation), ``"fp16"`` if
-        any is float16 (float16 weights), else ``"fp32"``."""
-        dtypes = {np.dtype(d["dtype"]).name for d in self._interpreter.get_tensor_details()}
+        any is float16 (float16 weights), else ``"fp32"``. The model's own inputs and outputs do not count: a
+        float model that takes uint8 pixels (``--input bytes``) is fp32."""
+        edges = {d["index"] for d in self._interpreter.get_input_details() + self._interpreter.get_output_details()}
+        dtypes = {np.dtype(d["dtype"]).name for d in self._interpreter.get_tensor_details() if d["index"] not in edges}
         if dtypes & {"int8", "uint8", "int16"}:
             return "int8"
         if "float16" in dtypes:

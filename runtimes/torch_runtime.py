@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,16 +21,23 @@ class TorchRuntime(Runtime):
     previous setting restored afterwards, so opening a runtime does not change the process. The module's
     train/eval flag is likewise restored after each run. ``input_shape`` (NCHW, batch included) is
     optional; when given, inputs are checked against it and ``inputs`` describes it.
+
+    ``float64=True`` runs a float64 deep copy of the module instead (the caller's module is untouched): the
+    float32 inputs are widened exactly, tensors the forward creates without a dtype are float64 too, and the
+    outputs come back as float64. It is the exact reference against which the parity check measures how far
+    float32 rounding alone takes PyTorch itself. Raises ``UserModelError`` when the module cannot be copied.
     """
 
     name = "torch"
 
     def __init__(
-        self, module: nn.Module, *, threads: int = 1, input_shape: Sequence[int] | None = None
+        self, module: nn.Module, *, threads: int = 1, input_shape: Sequence[int] | None = None,
+        float64: bool = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise EdgekitError(f"TorchRuntime needs a torch.nn.Module, got {type(module).__name__}")
-        self.module = module
+        self.float64 = float64
+        self.module = _float64_copy(module) if float64 else module
         self.threads = check_threads(threads)
         self.version = torch.__version__
         if input_shape is not None:
@@ -46,19 +54,24 @@ class TorchRuntime(Runtime):
         if any(d is not None for d in spec.shape):
             x = to_model_layout(x, spec)
         previous_threads = torch.get_num_threads()
+        previous_dtype = torch.get_default_dtype()
         was_training = self.module.training
+        dtype = torch.float64 if self.float64 else torch.float32
         try:
             torch.set_num_threads(self.threads)
+            if self.float64:  # so that tensors the forward makes (torch.zeros, arange(...).float()) are float64 too
+                torch.set_default_dtype(torch.float64)
             self.module.eval()
             with torch.inference_mode():
-                result = self.module(torch.from_numpy(x))
+                result = self.module(torch.from_numpy(x).to(dtype))
         finally:
+            torch.set_default_dtype(previous_dtype)
             self.module.train(was_training)
             torch.set_num_threads(previous_threads)
-        outputs = [t.detach().to(torch.float32).numpy() for t in _flatten(result)]
+        outputs = [t.detach().to(dtype).numpy() for t in _flatten(result)]
         if not self.outputs:
             self.outputs = [
-                TensorSpec(f"output{i}", (None, *y.shape[1:]), "float32", "NCHW" if y.ndim == 4 else None)
+                TensorSpec(f"output{i}", (None, *y.shape[1:]), str(y.dtype), "NCHW" if y.ndim == 4 else None)
                 for i, y in enumerate(outputs)
             ]
         return outputs
@@ -71,6 +84,15 @@ class TorchRuntime(Runtime):
 
     def _close(self) -> None:
         del self.module
+
+
+def _float64_copy(module: nn.Module) -> nn.Module:
+    try:
+        return copy.deepcopy(module).double()
+    except Exception as exc:  # a module holding uncopyable state (open files, locks in hooks)
+        raise UserModelError(
+            f"the PyTorch model cannot be copied to run in float64 ({exc.__class__.__name__}: {one_line(exc)})"
+        ) from None
 
 
 def _flatten(result: object) -> list[torch.Tensor]:

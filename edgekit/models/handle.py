@@ -12,8 +12,14 @@ from torch import nn
 from edgekit.errors import DataError, UnknownModelError, UserModelError, WeightsError
 from edgekit.limits import check_input_memory
 from edgekit.models import registry
-from edgekit.models.user_model import factory_name, is_factory_spec, load_factory
-from edgekit.models.weights import apply_state_dict, load_state_dict_file, state_dict_sha256
+from edgekit.models.user_model import batchnorm_never_measured, factory_name, is_factory_spec, load_factory
+from edgekit.models.weights import (
+    INIT_SOURCE,
+    apply_state_dict,
+    deterministic_init,
+    load_state_dict_file,
+    state_dict_sha256,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,8 +33,9 @@ class ModelHandle:
     """A resolved model and what is needed to feed it and to report on it.
 
     ``module`` is in eval mode. ``input_shape`` is NCHW. ``weights_source`` is ``"file:<path>"``,
-    ``"pretrained:<url>"``, ``"init:seed=0,bn-calibrated"`` or ``"factory"`` (whatever a user factory
-    returned). ``weights_sha256`` is ``state_dict_sha256(module)``. ``mean``/``std`` are per-channel
+    ``"pretrained:<url>"``, ``"init:seed=0,bn-calibrated"`` (a registry model's deterministic init, also given
+    to a user factory's model whose BatchNorms never measured statistics) or ``"factory"`` (whatever a user
+    factory returned). ``weights_sha256`` is ``state_dict_sha256(module)``. ``mean``/``std`` are per-channel
     normalisation values for inputs in [0, 1]. ``family`` is the registry family, or ``"user"``.
     """
 
@@ -101,7 +108,10 @@ def resolve(
     Registry models get their weights as ``create`` gives them and their registered input shape unless
     ``input_shape`` overrides it (its channel count must match). User factories need ``input_shape``;
     their name is the factory's name, their mean/std ImageNet's (a one-channel input uses the grayscale
-    convention), and ``weights`` (a state-dict file) is applied if given. ``progress`` reports download
+    convention), and ``weights`` (a state-dict file) is applied if given. Without ``weights``, a factory's
+    model whose BatchNorm layers never measured statistics (``batchnorm_never_measured``: untrained) gets
+    ``deterministic_init`` at its input shape and mean/std, as registry models do; any other keeps what the
+    factory built (its own init, or weights it loaded itself). ``progress`` reports download
     bytes for ``pretrained``.
 
     Raises ``UnknownModelError``, ``UserModelError``, ``WeightsError``, ``DownloadError`` or
@@ -143,18 +153,23 @@ def resolve(
             raise WeightsError(f"--pretrained is for built-in models only; pass --weights FILE for {spec}")
         if shape is None:
             raise UserModelError(f"{spec}: a user model needs an input shape; pass --input-shape 1,3,224,224")
+        normalization = "given"
+        if mean is None:
+            mean, std = (GRAYSCALE_MEAN, GRAYSCALE_STD) if shape[1] == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+            normalization = "assumed"
+        mean, std = _normalization(mean, std, shape[1])
         module = load_factory(spec)
         source = "factory"
         if weights is not None:
             state = load_state_dict_file(weights)
             apply_state_dict(module, state, source=str(weights), arch=factory_name(spec))
             source = f"file:{os.path.abspath(os.fspath(weights))}"
+        elif batchnorm_never_measured(module):
+            # Untrained BatchNorms are identities in eval mode and let activations drift to ~1e3, which no
+            # parity check can judge; registry models get the same seeded, BN-calibrated init.
+            deterministic_init(module, shape, mean, std)
+            source = INIT_SOURCE
         module.eval()
-        normalization = "given"
-        if mean is None:
-            mean, std = (GRAYSCALE_MEAN, GRAYSCALE_STD) if shape[1] == 1 else (IMAGENET_MEAN, IMAGENET_STD)
-            normalization = "assumed"
-        mean, std = _normalization(mean, std, shape[1])
         return ModelHandle(
             name=factory_name(spec),
             module=module,

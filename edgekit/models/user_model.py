@@ -145,3 +145,28 @@ def load_factory(spec: str, seed: int = 0) -> nn.Module:
             "make the factory return the model"
         )
     return model
+
+
+def batchnorm_never_measured(module: nn.Module) -> bool:
+    """Whether ``module`` has BatchNorm layers and none of them has ever measured statistics.
+
+    True when every BatchNorm that tracks running statistics still holds what its constructor set
+    (``running_mean`` 0, ``running_var`` 1, ``num_batches_tracked`` 0). Such a model computes with
+    identity normalisations in eval mode, so its activations drift by orders of magnitude through the
+    layers (an EfficientNet-style net reached logits of ~1e3). Weights that were trained, or loaded from a
+    trained checkpoint, always carry measured statistics, so a factory that loads its own weights is never
+    taken for an untrained one. False for a model without BatchNorm.
+    """
+    batchnorms = [m for m in module.modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not batchnorms:
+        return False
+    for bn in batchnorms:
+        tracked = bn.num_batches_tracked
+        if tracked is not None and int(tracked) != 0:
+            return False
+        if bn.running_mean is None or bn.running_var is None:
+            return False
+        if bool(torch.any(bn.running_mean != 0)) or bool(torch.any(bn.running_var != 1)):
+            return False
+    return True

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from edgekit.check import KERNEL_MIN_COSINE, REGRESSION_DB
+from edgekit.check import KERNEL_MIN_COSINE, NOISE_FACTOR, REGRESSION_DB
 from edgekit.report.charts import bar_chart_svg
 from edgekit.report.tables import _cell, html_table, markdown_table, page, table
 
@@ -15,12 +15,16 @@ def parity_rows(report) -> tuple[list[str], list[list[Any]]]:
     """One row per output, each followed by a ``pass if`` row with the limit of every metric that is gated
     (as ``edgekit.check.judge`` applies ``report.thresholds``); a metric without a limit is not gated."""
     headers = ["output", "max abs", "mean abs", "cosine", "SQNR dB", "top-1", "top-5"]
+    own = any(getattr(o, "reference_error", None) is not None for o in report.outputs)
+    if own:  # fp32 against PyTorch in float64: how far PyTorch's own fp32 run is from it
+        headers.append("PyTorch fp32's own")
     rows = []
     for o in report.outputs:
-        rows.append([o.name, o.max_abs, o.mean_abs, o.cosine, o.sqnr_db, o.top1_agreement, o.top5_agreement])
+        rows.append([o.name, o.max_abs, o.mean_abs, o.cosine, o.sqnr_db, o.top1_agreement, o.top5_agreement]
+                    + ([getattr(o, "reference_error", None)] if own else []))
         limits = _pass_limits(report, o)
         if any(limits):
-            rows.append(["pass if", *limits])
+            rows.append(["pass if", *limits] + ([None] if own else []))
     return headers, rows
 
 
@@ -34,6 +38,8 @@ def _pass_limits(report, out) -> list[str | None]:
     max_abs, relative = _threshold(report, "max_abs"), _threshold(report, "rel_max_abs")
     if max_abs is not None and relative is not None:  # fp32: the limit grows with the output's largest value
         max_abs = max(max_abs, relative * out.ref_max_abs)
+    if getattr(out, "limit", None) is not None:  # and with PyTorch fp32's own error against float64
+        max_abs = out.limit
     cosine, top1 = _threshold(report, "min_cosine"), _threshold(report, "min_top1")
     return [None if max_abs is None else f"<= {max_abs:.3g}", None, None if cosine is None else f">= {cosine:g}",
             None, None if top1 is None else f">= {top1:g}", None]
@@ -44,7 +50,13 @@ def parity_limits_line(report) -> str:
     check`` for quantized files."""
     parts = []
     max_abs, relative = _threshold(report, "max_abs"), _threshold(report, "rel_max_abs")
-    if max_abs is not None and relative is not None:
+    own = any(getattr(o, "reference_error", None) is not None for o in getattr(report, "outputs", []))
+    if max_abs is not None and relative is not None and own:
+        parts.append(f"max abs against PyTorch in float64 <= the largest of {max_abs:g}, {relative:g} x the output's "
+                     f"largest absolute reference value and {NOISE_FACTOR:g} x PyTorch fp32's own max abs error "
+                     "against float64 (the same limit for a file as exact as PyTorch fp32, with room for other "
+                     "summation orders)")
+    elif max_abs is not None and relative is not None:
         parts.append(f"max abs <= {max_abs:g}, or {relative:g} x the output's largest absolute reference value when "
                      "that is larger")
     precision = getattr(report, "precision", None)
@@ -64,6 +76,7 @@ def render_parity(report) -> str:
         table(*parity_rows(report)),
         parity_limits_line(report),
         *_kernel_lines(report),
+        *[f"note: {note}" for note in getattr(report, "notes", None) or []],
         verdict,
     ]
     return "\n".join(lines)
