@@ -111,11 +111,24 @@ class AugShuffleNet(ShuffleNetV2):
         self.split_ratio = r
 
 
+#: Parameters and multiply-adds per width, as registry.count_params_and_macs counts them (tested).
+_COUNTS = {
+    "x0_5": (1_345_612, 38_320_840),
+    "x1_0": (2_163_166, 133_187_094),
+    "x1_5": (3_238_700, 268_537_736),
+    "x2_0": (6_891_454, 531_802_582),
+}
+
+
 def _meta(width: str) -> dict:
     w = float(width[1:].replace("_", "."))
     return dict(
         family="augshufflenet",
         width=w,
+        params=_COUNTS[width][0],
+        macs=_COUNTS[width][1],
+        task="classification",
+        pure_cnn=True,
         pretrained_url=None,
         input_shape=(1, 3, 224, 224),
         mean=IMAGENET_MEAN,

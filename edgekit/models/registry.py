@@ -1,9 +1,10 @@
 """The model registry: one way to name and build every built-in model, from the CLI and from Python.
 
 A model family registers each builder with ``@register_model(name, **metadata)``; the metadata (family,
-width, pretrained URL, reference accuracy, preprocessing) travels with the builder. ``create`` builds a
-model by name with its weights; ``list_models`` describes them all, counting parameters and
-multiply-adds from the architecture itself.
+task, width, pretrained URL, reference accuracy, preprocessing, parameter and multiply-add counts) travels
+with the builder. ``create`` builds a model by name with its weights; ``list_models`` describes them all
+from that metadata alone, building nothing (the counts are literals that ``tests/models/test_zoo_registry.py``
+recomputes from the architectures, so they cannot go stale).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 class ModelInfo:
     """What ``list_models`` says about one registered model.
 
-    ``params`` counts parameters; ``macs`` counts the multiply-adds of Conv2d and Linear layers for one
-    image of ``input_shape`` (the figure papers call FLOPs). ``pretrained_url`` is ``None`` when no
-    published weights exist. ``metadata`` holds everything the builder was registered with.
+    ``params`` counts parameters; ``macs`` counts the multiply-adds of Conv2d, ConvTranspose2d and Linear
+    layers for one image of ``input_shape`` (the figure papers call FLOPs). ``pretrained_url`` is ``None``
+    when no published weights exist. ``task`` is ``classification``, ``segmentation`` or ``detection``;
+    ``pure_cnn`` says whether the network is convolutions, pooling and pointwise ops only (no attention,
+    no LayerNorm over permuted channels), i.e. whether an NHWC export needs no layout transpose (``None``:
+    not declared). ``metadata`` holds everything the builder was registered with.
     """
 
     KIND: ClassVar[str] = "model"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
@@ -42,6 +46,8 @@ class ModelInfo:
     input_shape: tuple[int, ...]
     description: str
     pretrained_url: str | None
+    task: str = "classification"
+    pure_cnn: bool | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -60,8 +66,10 @@ def register_model(name: str, **meta: Any) -> Callable[[Callable[..., nn.Module]
 
     The builder returns the architecture only; ``create`` gives it weights. Useful ``meta`` keys:
     ``family``, ``width``, ``description``, ``pretrained_url``, ``input_shape``, ``mean``, ``std``,
-    ``labels`` (class names in output order), ``default_weights`` (a state-dict file shipped with the
-    package, used when no weights are asked for), ``calibration_data`` (default int8 calibration source).
+    ``labels`` (class names in output order), ``task`` (default ``classification``), ``pure_cnn``,
+    ``params`` and ``macs`` (literal counts, so listing builds nothing; without them ``model_info`` builds
+    the model once to count), ``default_weights`` (a state-dict file shipped with the package, used when
+    no weights are asked for), ``calibration_data`` (default int8 calibration source).
     Raises ``ValueError`` if ``name`` is taken.
     """
 
@@ -111,10 +119,12 @@ def build_architecture(name: str, **kwargs: Any) -> nn.Module:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of ``model``'s Conv2d and Linear layers on one input of ``input_shape``.
+    """Multiply-adds of ``model``'s Conv2d, ConvTranspose2d and Linear layers on one input of ``input_shape``.
 
-    Conv2d: output elements x in_channels/groups x kernel area; Linear: output elements x in_features.
-    Runs one forward pass of zeros on the model's device (``meta`` works too).
+    Conv2d: output elements x in_channels/groups x kernel area; ConvTranspose2d: input elements x
+    out_channels/groups x kernel area; Linear: output elements x in_features. Matrix products outside
+    Linear layers (attention) are not counted. Runs one forward pass of zeros on the model's device
+    (``meta`` works too).
     """
     total = 0
 
@@ -122,6 +132,11 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         nonlocal total
         kh, kw = module.kernel_size
         total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def transposed_conv_hook(module: nn.ConvTranspose2d, inputs: Any, _output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += inputs[0].numel() * (module.out_channels // module.groups) * kh * kw
 
     def linear_hook(module: nn.Linear, _inputs: Any, output: torch.Tensor) -> None:
         nonlocal total
@@ -131,6 +146,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.ConvTranspose2d):
+            handles.append(m.register_forward_hook(transposed_conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
     device = next(model.parameters()).device
@@ -147,7 +164,11 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 @cache
-def _counts(name: str) -> tuple[int, int]:
+def count_params_and_macs(name: str) -> tuple[int, int]:
+    """Parameters and multiply-adds of ``name`` counted by building it (a forward pass of one image).
+
+    ``model_info`` reads the registered literals instead; this is the measurement they must equal.
+    """
     entry = _entry(name)
     # A real CPU forward of one image: for these small networks it is faster than the meta device, whose
     # first use imports PyTorch's symbolic-shape machinery (about a second).
@@ -158,10 +179,16 @@ def _counts(name: str) -> tuple[int, int]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """``ModelInfo`` for one registered model. Raises ``UnknownModelError``."""
+    """``ModelInfo`` for one registered model, from its registered metadata. Raises ``UnknownModelError``.
+
+    Builds nothing when the registration carries ``params`` and ``macs`` (every built-in model does).
+    """
     entry = _entry(name)
-    params, macs = _counts(name)
     meta = entry.meta
+    if "params" in meta and "macs" in meta:
+        params, macs = int(meta["params"]), int(meta["macs"])
+    else:
+        params, macs = count_params_and_macs(name)
     return ModelInfo(
         name=name,
         family=str(meta.get("family", "")),
@@ -171,6 +198,8 @@ def model_info(name: str) -> ModelInfo:
         input_shape=tuple(meta.get("input_shape", DEFAULT_INPUT_SHAPE)),
         description=str(meta.get("description", "")),
         pretrained_url=meta.get("pretrained_url"),
+        task=str(meta.get("task", "classification")),
+        pure_cnn=meta.get("pure_cnn"),
         metadata=dict(meta),
     )
 

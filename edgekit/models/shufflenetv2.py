@@ -160,7 +160,7 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x)
 
 
-def _meta(width: str, *, params: int, acc1: float, mflops: int) -> dict:
+def _meta(width: str, *, params: int, macs: int, acc1: float, mflops: int) -> dict:
     # Numbers from torchvision's weight metadata (params, ImageNet-1k acc@1 with its eval transforms) and
     # the ShuffleNetV2 paper (Table 8 MFLOPs, i.e. multiply-adds).
     w = float(width[1:].replace("_", "."))
@@ -168,6 +168,9 @@ def _meta(width: str, *, params: int, acc1: float, mflops: int) -> dict:
         family="shufflenetv2",
         width=w,
         params=params,
+        macs=macs,  # counted by registry.count_params_and_macs (tests/models/test_zoo_registry.py checks it)
+        task="classification",
+        pure_cnn=True,
         acc1=acc1,
         paper_mflops=mflops,
         input_shape=(1, 3, 224, 224),
@@ -180,7 +183,7 @@ def _meta(width: str, *, params: int, acc1: float, mflops: int) -> dict:
 
 @register_model(
     "shufflenet_v2_x0_5",
-    **_meta("x0_5", params=1_366_792, acc1=60.552, mflops=41),
+    **_meta("x0_5", params=1_366_792, macs=40_476_448, acc1=60.552, mflops=41),
     pretrained_url="https://download.pytorch.org/models/shufflenetv2_x0.5-f707e7126e.pth",
 )
 def shufflenet_v2_x0_5(num_classes: int = 1000) -> ShuffleNetV2:
@@ -190,7 +193,7 @@ def shufflenet_v2_x0_5(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x1_0",
-    **_meta("x1_0", params=2_278_604, acc1=69.362, mflops=146),
+    **_meta("x1_0", params=2_278_604, macs=144_907_992, acc1=69.362, mflops=146),
     pretrained_url="https://download.pytorch.org/models/shufflenetv2_x1-5666bf0f80.pth",
 )
 def shufflenet_v2_x1_0(num_classes: int = 1000) -> ShuffleNetV2:
@@ -200,7 +203,7 @@ def shufflenet_v2_x1_0(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x1_5",
-    **_meta("x1_5", params=3_503_624, acc1=72.996, mflops=299),
+    **_meta("x1_5", params=3_503_624, macs=295_759_392, acc1=72.996, mflops=299),
     pretrained_url="https://download.pytorch.org/models/shufflenetv2_x1_5-3c479a10.pth",
 )
 def shufflenet_v2_x1_5(num_classes: int = 1000) -> ShuffleNetV2:
@@ -210,7 +213,7 @@ def shufflenet_v2_x1_5(num_classes: int = 1000) -> ShuffleNetV2:
 
 @register_model(
     "shufflenet_v2_x2_0",
-    **_meta("x2_0", params=7_393_996, acc1=76.230, mflops=591),
+    **_meta("x2_0", params=7_393_996, macs=583_253_464, acc1=76.230, mflops=591),
     pretrained_url="https://download.pytorch.org/models/shufflenetv2_x2_0-8be3c8ee.pth",
 )
 def shufflenet_v2_x2_0(num_classes: int = 1000) -> ShuffleNetV2:

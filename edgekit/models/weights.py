@@ -236,11 +236,23 @@ def download_pretrained(
 def _init_parameters(model: nn.Module, generator: torch.Generator) -> None:
     # torchvision-style: kaiming-normal (fan_out) convs, unit BatchNorm, small-normal classifier; drawn in
     # module order from a private generator, so the result does not depend on (or disturb) global RNG.
+    # Linear layers before the last one (transformer and ConvNeXt MLPs, attention projections) get
+    # variance-preserving 1/sqrt(fan_in) weights: at the classifier's 0.01 their blocks would contribute
+    # almost nothing, and a parity check would not see the ops inside them.
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    head = linears[-1] if linears else None
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.Conv1d | nn.Conv3d):
             fan_out = m.out_channels // m.groups * math.prod(m.kernel_size)
             with torch.no_grad():
                 m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    m.bias.zero_()
+        elif isinstance(m, nn.modules.conv._ConvTransposeNd):
+            # Each output pixel sums in_channels/groups x kernel area / stride area taps: keep its variance.
+            taps = m.in_channels // m.groups * math.prod(m.kernel_size) / math.prod(m.stride)
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) / math.sqrt(taps))
                 if m.bias is not None:
                     m.bias.zero_()
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -250,10 +262,14 @@ def _init_parameters(model: nn.Module, generator: torch.Generator) -> None:
             if m.track_running_stats:
                 m.reset_running_stats()
         elif isinstance(m, nn.Linear):
+            std = 0.01 if m is head else 1.0 / math.sqrt(m.in_features)
             with torch.no_grad():
-                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * 0.01)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * std)
                 if m.bias is not None:
                     m.bias.zero_()
+        elif isinstance(m, nn.LayerNorm | nn.GroupNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def deterministic_init(
@@ -299,7 +315,11 @@ def deterministic_init(
         for bn in batchnorms:
             bn.momentum = None  # cumulative moving average: the running stats become the batch stats
             bn.reset_running_stats()
-        model.double().train()
+        # Only BatchNorm runs in training mode: dropout stays off, so the pass neither draws from the global
+        # RNG nor feeds the head scaling below thinned features.
+        model.double().eval()
+        for bn in batchnorms:
+            bn.train()
         # float64 convolutions take PyTorch's generic kernels, whose OpenMP threads slow down tenfold when
         # other processes compete for the cores; one thread is about as fast when idle and steady when not.
         torch.set_num_threads(1)

@@ -23,7 +23,7 @@ REFERENCE_NAMES = {"shufflenet_v2_digits"}
 
 def test_list_models_describes_every_model():
     infos = list_models()
-    assert {i.name for i in infos} == EXPECTED_NAMES | REFERENCE_NAMES
+    assert {i.name for i in infos} >= EXPECTED_NAMES | REFERENCE_NAMES  # the zoo: test_zoo_registry.py
     assert [i.name for i in infos] == sorted(i.name for i in infos)
     for info in (i for i in infos if i.name in EXPECTED_NAMES):
         assert isinstance(info, ModelInfo)
@@ -102,4 +102,5 @@ def test_build_leaves_global_rng_untouched():
 
 
 def test_model_names_sorted():
-    assert model_names() == sorted(EXPECTED_NAMES | REFERENCE_NAMES)
+    assert model_names() == sorted(model_names())
+    assert set(model_names()) >= EXPECTED_NAMES | REFERENCE_NAMES
