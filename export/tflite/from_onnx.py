@@ -314,9 +314,14 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
                 failures.append(exc)
                 self._placeholders(node)
                 tainted.update(node.output)
-            except Exception:
+            except ExportError:
                 if not tainted.intersection(node.input):
                     raise
+                self._placeholders(node)
+                tainted.update(node.output)
+            except Exception as exc:  # a form of the op the handler does not expect: listed like the others
+                if not tainted.intersection(node.input):
+                    failures.append(UnsupportedOp(node, f"unexpected form: {exc.__class__.__name__}: {exc}"))
                 self._placeholders(node)
                 tainted.update(node.output)
         self.node = None
@@ -346,7 +351,7 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
 
     def _fold_constant(self, node) -> bool:
         """Evaluate ``node`` now when all its inputs are constants (or it reads only a static shape)."""
-        if node.op_type == "Shape" and node.input[0] in self.shapes | {k: None for k in self.consts}:
+        if node.op_type == "Shape" and (node.input[0] in self.shapes or node.input[0] in self.consts):
             a = _attrs(node)
             shape = np.array(self.onnx_shape(node.input[0]), dtype=np.int64)
             self.consts[node.output[0]] = shape[a.get("start", 0):a.get("end", len(shape))]

@@ -373,7 +373,8 @@ class TensorOps:
         out_perm = perm if keep else drop_axes(perm, set(axes))
         ir_axes = sorted(perm.index(v) for v in axes)
         y = self.define(out, perm=out_perm)
-        self.emit(_REDUCE[node.op_type], [self.use(x), self.g.int32_constant("reduce_axes", ir_axes)], [y], node,
+        kind = _REDUCE[node.op_type]
+        self.emit(kind, [self.use(x), self.g.int32_constant(f"{kind.lower()}_axes", ir_axes)], [y], node,
                   keep_dims=keep)
         if node.op_type == "ReduceMax" and self.use(x) in self.nonnegative:
             self.nonnegative.add(y)

@@ -389,3 +389,17 @@ def test_activation_is_not_fused_into_a_tensor_another_reader_sees():
     transposes, partitions, graph, error = lower_and_run(SharedConvOutput(), (1, 3, 4, 5))
     assert error < 1e-6 and "RELU" in graph.histogram()
     assert transposes == 1  # the first output, (B, H, W, C) in PyTorch, is handed out "NHWC" like any 4-D one
+
+
+class Reshapes(nn.Module):
+    def forward(self, x):
+        tokens = x.flatten(2).transpose(1, 2)  # (B, HW, C): the NHWC map itself, a RESHAPE
+        rows = x.reshape(x.shape[0], -1, x.shape[3])  # (B, C*H, W): C and H are apart in NHWC
+        spread = x.mean((2, 3), keepdim=True).expand(-1, -1, x.shape[2], x.shape[3])
+        return tokens, rows, spread
+
+
+def test_reshapes_through_the_layout_and_expand():
+    transposes, _, graph, error = lower_and_run(Reshapes(), (1, 6, 4, 5))
+    # only (B, C*H, W) needs the channels next to H: one TRANSPOSE to NCHW before its RESHAPE
+    assert error < 1e-6 and transposes == 1 and graph.histogram()["BROADCAST_TO"] == 1
