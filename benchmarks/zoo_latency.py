@@ -1,7 +1,7 @@
 """LiteRT (XNNPACK) latency of edgekit's .tflite against litert-torch's, model by model over the zoo.
 
-    python benchmarks/zoo_latency.py [--models a,b] [--threads 1,2] [--runs 40] [--quick]
-                                     [--json] [--html FILE] [--envs .bench-envs] [--rebuild-peers]
+    python benchmarks/zoo_latency.py [--models a,b] [--threads 1,2] [--runs 40] [--calib N] [--quick]
+                                     [--json] [--out FILE] [--html FILE] [--envs .bench-envs] [--rebuild-peers]
 
 For each registry model (default: the zoo, every registered model except ShuffleNetV2's other widths,
 AugShuffleNet and the digits net; ShuffleNetV2 1.0x stays as the reference edgekit was built on):
@@ -344,6 +344,9 @@ def main() -> None:
     parser.add_argument("--rebuild-peers", action="store_true", help="convert again even when cached")
     parser.add_argument("--json", action="store_true", help="print only the JSON record on stdout")
     parser.add_argument("--html", default=None, help="also write an HTML page with a chart to this file")
+    parser.add_argument("--out", default=None,
+                        help="also write the JSON record to this file, rewritten after every model (a partial run "
+                             "keeps what it measured)")
     parser.add_argument("--export-one", help=argparse.SUPPRESS)  # the child process of one model's exports
     args = parser.parse_args()
     if args.export_one:
@@ -367,20 +370,31 @@ def main() -> None:
     _, _, package, version = load_interpreter_module()
     load_before = os.getloadavg()
     results: list[dict] = []
+
+    def make_record() -> dict:
+        load_after = os.getloadavg()
+        note = (f"{package} {version} with XNNPACK; {args.runs} interleaved runs per file; {os.cpu_count()} CPUs, "
+                f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (above the CPU "
+                "count, other processes shared the cores and the medians carry their noise)")
+        return {"kind": "zoo_latency", "runtime": f"{package} {version} (XNNPACK)", "runs": args.runs,
+                "threads": args.thread_counts, "calibration_images": args.calib or 100, "models": models,
+                "load_average": {"before": list(load_before), "after": list(load_after), "cpus": os.cpu_count()},
+                "note": note, "results": results, "skipped": skipped}
+
     with tempfile.TemporaryDirectory(prefix="edgekit-zoo-latency-") as tmp:
         for model in models:
             try:
-                results += measure_model(model, args, Path(tmp), skipped)
+                rows = measure_model(model, args, Path(tmp), skipped)
             except Exception as exc:  # noqa: BLE001  one model's failure is reported, the others go on
+                rows = []
                 skipped.append(f"{model}: {one_line(exc)}")
-    load_after = os.getloadavg()
-    note = (f"{package} {version} with XNNPACK; {args.runs} interleaved runs per file; {os.cpu_count()} CPUs, "
-            f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (above the CPU count, "
-            "other processes shared the cores and the medians carry their noise)")
-    record = {"kind": "zoo_latency", "runtime": f"{package} {version} (XNNPACK)", "runs": args.runs,
-              "threads": args.thread_counts, "calibration_images": args.calib or 100, "models": models,
-              "load_average": {"before": list(load_before), "after": list(load_after), "cpus": os.cpu_count()},
-              "note": note, "results": results, "skipped": skipped}
+            results += rows
+            if rows:
+                say(table(TABLE_HEADERS, table_rows(rows)))
+            if args.out:
+                Path(args.out).write_text(json.dumps(make_record(), indent=2))
+    record = make_record()
+    note = record["note"]
     if args.html:
         Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(html_page(record), encoding="utf-8")
