@@ -4,12 +4,14 @@ A mixin of ``from_onnx._Lowering``: handlers ``op_<OnnxType>`` use its ``use``/`
 Every 4-D activation a handler reads is NHWC in the IR.
 
 TFLite op kinds emitted here: CONV_2D (grouped and dilated), DEPTHWISE_CONV_2D (dilated), TRANSPOSE_CONV,
-PAD, PADV2, MIRROR_PAD, SLICE, CONCATENATION, MAX_POOL_2D, AVERAGE_POOL_2D, MUL, DEPTH_TO_SPACE,
-RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR. Of these, LiteRT 2.3's XNNPACK delegate leaves PADV2, MIRROR_PAD and
-RESIZE_NEAREST_NEIGHBOR to the builtin kernels, so they are used only where no delegated form is exact: edge
-padding is SLICE + CONCATENATION, a max pool over signed values pads by repeating the border (a window that
-reaches the padding always holds the border value), reflect padding of up to ``_MAX_SLICED_REFLECT`` rows per
-side is slices too, and nearest upsampling by an integer factor is CONCATENATION + DEPTH_TO_SPACE.
+PAD, ADD (constant padding with a nonzero value), MIRROR_PAD, SLICE, CONCATENATION, MAX_POOL_2D,
+AVERAGE_POOL_2D, MUL (average-pool divisors), DEPTH_TO_SPACE, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR; no PADV2.
+LiteRT 2.3's XNNPACK delegate leaves PADV2, MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR and a CONCATENATION of more than
+5 inputs to the builtin kernels, so they are avoided where a delegated form is exact: a nonzero pad value is
+PAD + ADD of a border constant, edge padding is SLICE + CONCATENATION, a max pool over signed values pads by
+repeating the border (a window that reaches the padding always holds the border value), reflect padding of up to
+``_MAX_SLICED_REFLECT`` rows per side is slices too, and nearest upsampling by an integer factor of up to 5 is
+CONCATENATION + DEPTH_TO_SPACE.
 """
 
 from __future__ import annotations
@@ -140,24 +142,34 @@ class SpatialOps:
         return self.pad(node, x, (top, left, bottom, right), pad_value), "VALID"
 
     def pad(self, node, x: str, pads, pad_value: float | None) -> str:
-        """``x`` (NHWC) padded by ``pads`` = (top, left, bottom, right) with ``pad_value`` (PAD for 0,
-        PADV2 otherwise) or, for ``None``, by repeating its border rows and columns."""
+        """``x`` (NHWC) padded by ``pads`` = (top, left, bottom, right) with zeros (``pad_value`` 0) or, for
+        ``None``, by repeating its border rows and columns."""
         top, left, bottom, right = pads
         if pad_value is None:
             x = self._repeat_edges(node, x, 1, top, bottom)
             return self._repeat_edges(node, x, 2, left, right)
+        if pad_value != 0.0:
+            raise ValueError("pad() fills with zeros or repeats the border")
         n, h, w, c = self.g.shape(x)
         paddings = self.g.int32_constant(_clean(node.name or node.output[0]) + "_paddings",
                                          [[0, 0], [top, bottom], [left, right], [0, 0]])
         padded = self.g.add_tensor(x + "_padded", (n, h + top + bottom, w + left + right, c))
-        if pad_value == 0.0:
-            self.emit("PAD", [x, paddings], [padded], node)
-        else:
-            fill = self.g.add_constant(x + "_pad_value", np.array(pad_value, dtype=np.float32))
-            self.emit("PADV2", [x, paddings, fill], [padded], node)
+        self.emit("PAD", [x, paddings], [padded], node)
         if x in self.nonnegative:
             self.nonnegative.add(padded)
         return padded
+
+    def _border(self, node, ir_pads, padded_shape, value: float) -> str:
+        """A constant broadcasting against ``padded_shape``: ``value`` where any axis is in its padding, else 0."""
+        shape = [size if any(p) else 1 for size, p in zip(padded_shape, ir_pads, strict=True)]
+        inside = np.ones(shape, dtype=bool)
+        for axis, (before, after) in enumerate(ir_pads):
+            if before or after:
+                index = np.arange(shape[axis])
+                keep = (index >= before) & (index < shape[axis] - after)
+                inside &= keep.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+        border = np.where(inside, 0.0, value).astype(np.float32)
+        return self.g.add_constant(_clean(node.output[0]) + "_border", border)
 
     def _rows(self, node, x: str, axis: int, start: int) -> str:
         """The single row (axis 1) or column (axis 2) ``start`` of ``x``."""
@@ -227,9 +239,10 @@ class SpatialOps:
             paddings = self.g.int32_constant(_clean(node.output[0]) + "_paddings", ir_pads)
             if value == 0.0:
                 self.emit("PAD", [x, paddings], [out], node)
-            else:
-                fill = self.g.add_constant(_clean(node.output[0]) + "_pad_value", np.array(value, dtype=np.float32))
-                self.emit("PADV2", [x, paddings, fill], [out], node)
+            else:  # zeros, plus a constant that is ``value`` on the border and 0 inside (PADV2 is not delegated)
+                zero_padded = self.g.add_tensor(x + "_padded", self.g.shape(out))
+                self.emit("PAD", [x, paddings], [zero_padded], node)
+                self.emit("ADD", [zero_padded, self._border(node, ir_pads, self.g.shape(out), value)], [out], node)
             if x in self.nonnegative and value >= 0:
                 self.nonnegative.add(out)
             return

@@ -183,7 +183,7 @@ def test_global_max_pool():
 # --- padding ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("pad,kind,partitions", [
-    (nn.ZeroPad2d((1, 2, 0, 3)), "PAD", 1), (nn.ConstantPad2d((1, 2, 0, 3), 0.5), "PADV2", None),
+    (nn.ZeroPad2d((1, 2, 0, 3)), "PAD", 1), (nn.ConstantPad2d((1, 2, 0, 3), -0.5), "ADD", 1),
     (nn.ReflectionPad2d((1, 2, 3, 0)), "CONCATENATION", 1), (nn.ReplicationPad2d((2, 1, 0, 3)), "CONCATENATION", 1),
     (nn.ReplicationPad2d(3), "CONCATENATION", 1), (nn.ReflectionPad2d(5), "MIRROR_PAD", None),
 ], ids=["zero", "constant", "reflect", "edge", "edge3", "reflect_wide"])
