@@ -262,3 +262,52 @@ def test_every_onnx_resize_variant_is_exact_or_refused_with_a_reason():
                     ("linear", "pytorch_half_pixel", "floor", (7, 9)), ("linear", "align_corners", "floor", (7, 9)),
                     ("linear", "half_pixel", "floor", (3, 4)), ("nearest", "asymmetric", "floor", (7, 9))]:
         assert variant in lowered
+
+
+def _single_node(op: str, in_shape, out_shape, consts=(), **attributes):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.asarray(v), f"c{i}") for i, v in enumerate(consts)]
+    node = helper.make_node(op, ["x", *(i.name for i in inits)], ["y"], **attributes)
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("op,in_shape,out_shape,consts,attributes", [
+    ("GlobalMaxPool", (1, 3, 5, 6), (1, 3, 1, 1), (), {}),
+    ("Clip", (1, 3, 5, 6), (1, 3, 5, 6), (np.array(-np.inf, np.float32), np.array(0.3, np.float32)), {}),
+    ("Pad", (1, 3, 7), (1, 3, 10), (np.array([0, 0, 2, 0, 0, 1]),), {"mode": "reflect"}),
+    ("Pad", (1, 3, 7), (2, 3, 9), (np.array([1, 0, 1, 0, 0, 1]), np.array(0.25, np.float32)), {}),
+    ("LeakyRelu", (2, 5), (2, 5), (), {}),
+])
+def test_onnx_nodes_match_onnx_runtime(op, in_shape, out_shape, consts, attributes):
+    import onnxruntime as ort
+
+    model = _single_node(op, in_shape, out_shape, consts, **attributes)
+    graph, _ = onnx_to_tflite_graph(model)
+    x = np.random.default_rng(0).standard_normal(in_shape).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    if len(in_shape) == 4:
+        got = run(write_tflite(graph), x.transpose(0, 2, 3, 1).copy()).transpose(0, 3, 1, 2)
+    else:
+        got = run(write_tflite(graph), x)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,in_shape,out_shape,attributes,message", [
+    ("Elu", (1, 3, 4, 4), (1, 3, 4, 4), {"alpha": 0.5}, "alpha 1 only"),
+    ("MaxPool", (1, 3, 8, 8), (1, 3, 4, 4), {"kernel_shape": [2, 2], "strides": [2, 2], "dilations": [2, 2],
+                                             "pads": [1, 1, 1, 1]}, "dilated pooling"),
+    ("Resize", (1, 3, 4, 4), (1, 3, 8, 8), {"mode": "cubic"}, "mode=cubic"),
+    ("Pad", (1, 3, 4, 4), (1, 3, 6, 6), {"mode": "wrap"}, "mode=wrap"),
+])
+def test_unsupported_variants_say_why(op, in_shape, out_shape, attributes, message):
+    consts = {"Resize": (np.zeros(0, np.float32), np.array([1, 1, 2, 2], np.float32)),
+              "Pad": (np.array([0, 0, 1, 1, 0, 0, 1, 1]),)}.get(op, ())
+    model = _single_node(op, in_shape, out_shape, consts, **attributes)
+    with pytest.raises(ExportError, match=rf"{op} \(node .*{message}"):
+        onnx_to_tflite_graph(model)
