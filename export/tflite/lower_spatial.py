@@ -76,8 +76,8 @@ class SpatialOps:
             raise self.unsupported(node, "grouped transposed convolution")
         if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
             raise self.unsupported(node, "dilated transposed convolution")
-        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise self.unsupported(node, "auto_pad; export with explicit padding")
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or "output_shape" in a:
+            raise self.unsupported(node, "auto_pad or output_shape; export with explicit pads")
         in_c, out_c, kh, kw = weight.shape
         n = self.onnx_shape(node.input[0])[0]
         _, _, oh, ow = self.onnx_shape(node.output[0])
