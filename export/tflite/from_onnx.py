@@ -25,6 +25,7 @@ from onnx import numpy_helper
 
 from edgekit.errors import ExportError
 from edgekit.export.passes.fuse_gelu import fuse_gelu
+from edgekit.export.tflite.collapse_reshape_chains import collapse_reshape_chains
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.lower_pointwise import PointwiseOps
 from edgekit.export.tflite.lower_spatial import SpatialOps
@@ -424,14 +425,20 @@ def unsupported_message(failures: list[UnsupportedOp]) -> str:
     return "\n".join(lines)
 
 
+def _prepared(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ONNX rewrites the lowering relies on: GELUs fused, reshape/transpose chains collapsed."""
+    return collapse_reshape_chains(fuse_gelu(model).model).model
+
+
 def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:
     """Lower a simplified, shuffle-canonical ONNX model to edgekit's TFLite graph.
 
-    GELUs spelled out in elementwise ops are fused first (``passes.fuse_gelu``). Returns the graph and the
+    GELUs spelled out in elementwise ops are fused first (``passes.fuse_gelu``) and chains of Reshapes and
+    Transposes collapsed (``collapse_reshape_chains``). Returns the graph and the
     number of layout TRANSPOSEs it needed (0 for pure CNNs such as ShuffleNetV2).
     Raises ExportError listing every node that cannot be lowered (grouped by op type), not only the first.
     """
-    lowering = _Lowering(fuse_gelu(model).model)
+    lowering = _Lowering(_prepared(model))
     graph = lowering.run()
     return graph, lowering.layout_transposes
 
@@ -440,5 +447,5 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     """A dry run of the lowering: one line per ONNX node with no TFLite lowering ("Erf (node /Erf)"), empty
     when the whole model lowers. Raises ExportError only for problems of the whole model (no static shapes)."""
     failures: list[UnsupportedOp] = []
-    _Lowering(fuse_gelu(model).model).run(collect=failures)
+    _Lowering(_prepared(model)).run(collect=failures)
     return [f.line for f in failures]

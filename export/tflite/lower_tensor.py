@@ -91,8 +91,14 @@ class TensorOps:
         if target == self.g.shape(x):
             self.bind(out, x, out_perm)
             return
-        y = self.define(out, dtype=self.g.tensors[x].dtype, perm=out_perm)
-        self.emit("RESHAPE", [x, self.g.int32_constant("shape", target)], [y], node, new_shape=target)
+        if len(in_shape) == 4 and len(out_shape) == 2:  # a classifier's flatten, named as it always was
+            y = self.g.add_tensor(x + "_flat", target, self.g.tensors[x].dtype)
+            self.bind(out, y, out_perm)
+            shape = self.g.int32_constant("flat_shape", target)
+        else:
+            y = self.define(out, dtype=self.g.tensors[x].dtype, perm=out_perm)
+            shape = self.g.int32_constant("shape", target)
+        self.emit("RESHAPE", [x, shape], [y], node, new_shape=target)
         if x in self.nonnegative:
             self.nonnegative.add(y)
 

@@ -403,3 +403,45 @@ def test_reshapes_through_the_layout_and_expand():
     transposes, _, graph, error = lower_and_run(Reshapes(), (1, 6, 4, 5))
     # only (B, C*H, W) needs the channels next to H: one TRANSPOSE to NCHW before its RESHAPE
     assert error < 1e-6 and transposes == 1 and graph.histogram()["BROADCAST_TO"] == 1
+
+
+class PatchUnfoldFold(nn.Module):
+    """MobileViT's unfold into 2x2 patches and fold back as ml-cvnets spells them (all 4-D: reshape,
+    transpose, reshape, transpose, reshape), around a Linear over the patch tokens."""
+
+    def __init__(self, c=8, p=2):
+        super().__init__()
+        self.p = p
+        self.conv_in, self.conv_out = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, c, 1)
+        self.fc = nn.Linear(c, c)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        b, c, h, w = x.shape
+        p, nh, nw = self.p, h // self.p, w // self.p
+        t = x.reshape(b * c * nh, p, nw, p).transpose(1, 2).reshape(b, c, nh * nw, p * p).transpose(1, 3)
+        t = self.fc(t.reshape(b * p * p, nh * nw, c))
+        y = t.reshape(b, p * p, nh * nw, c).transpose(1, 3).reshape(b * c * nh, nw, p, p).transpose(1, 2)
+        return self.conv_out(y.reshape(b, c, h, w))
+
+
+def test_collapse_reshape_chains_is_exact_idempotent_and_deterministic():
+    import onnxruntime
+
+    from edgekit.export.tflite.collapse_reshape_chains import collapse_reshape_chains
+
+    model = to_onnx(PatchUnfoldFold(), (1, 3, 8, 12))
+    first = collapse_reshape_chains(model)
+    assert first.changed == 2  # the unfold and the fold
+    again = collapse_reshape_chains(first.model)
+    assert again.changed == 0
+    assert collapse_reshape_chains(model).model.SerializeToString() == first.model.SerializeToString()
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 12)).astype(np.float32)
+    before, after = (onnxruntime.InferenceSession(m.SerializeToString()).run(None, {"input": x})[0]
+                     for m in (model, first.model))
+    np.testing.assert_array_equal(before, after)
+
+
+def test_patch_unfold_and_fold_move_data_once_each():
+    transposes, partitions, _, error = lower_and_run(PatchUnfoldFold(), (1, 3, 8, 12))
+    assert error < 1e-5 and partitions == 1 and transposes == 2
