@@ -42,6 +42,7 @@ from edgekit.export.tflite.lowering_utils import (  # noqa: F401  (re-exported)
 )
 from edgekit.export.tflite.lowering_utils import attrs as _attrs
 from edgekit.export.tflite.lowering_utils import clean as _clean
+from edgekit.export.tflite.reshape_before_split import reshape_before_split
 
 #: ONNX ops whose TFLite form reads its first input NHWC: a 4-D input in another layout is transposed first.
 NHWC_OPS = frozenset({
@@ -426,8 +427,9 @@ def unsupported_message(failures: list[UnsupportedOp]) -> str:
 
 
 def _prepared(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The ONNX rewrites the lowering relies on: GELUs fused, reshape/transpose chains collapsed."""
-    return collapse_reshape_chains(fuse_gelu(model).model).model
+    """The ONNX rewrites the lowering relies on: GELUs fused, attention's per-piece head reshapes moved before
+    the split, reshape/transpose chains collapsed."""
+    return collapse_reshape_chains(reshape_before_split(fuse_gelu(model).model).model).model
 
 
 def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:

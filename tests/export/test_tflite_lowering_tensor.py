@@ -445,3 +445,36 @@ def test_collapse_reshape_chains_is_exact_idempotent_and_deterministic():
 def test_patch_unfold_and_fold_move_data_once_each():
     transposes, partitions, _, error = lower_and_run(PatchUnfoldFold(), (1, 3, 8, 12))
     assert error < 1e-5 and partitions == 1 and transposes == 2
+
+
+class ChunkedAttention(nn.Module):
+    """Attention that chunks q, k and v off the qkv Linear before cutting each into heads (MobileViT's spelling
+    in edgekit's registry)."""
+
+    def __init__(self, c=32, heads=4):
+        super().__init__()
+        self.heads, self.scale = heads, (c // heads) ** -0.5
+        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+
+    def forward(self, t):
+        b, n, c = t.shape
+        q, k, v = (p.reshape(b, n, self.heads, c // self.heads).transpose(1, 2) for p in self.qkv(t).chunk(3, -1))
+        a = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def test_reshape_before_split_is_exact_and_saves_two_transposes():
+    import onnxruntime
+
+    from edgekit.export.tflite.reshape_before_split import reshape_before_split
+
+    model = to_onnx(ChunkedAttention(), (2, 9, 32))
+    result = reshape_before_split(model)
+    assert result.changed == 1 and reshape_before_split(result.model).changed == 0
+    x = np.random.default_rng(0).standard_normal((2, 9, 32)).astype(np.float32)
+    before, after = (onnxruntime.InferenceSession(m.SerializeToString()).run(None, {"input": x})[0]
+                     for m in (model, result.model))
+    np.testing.assert_array_equal(before, after)
+    # as for the fused-qkv attention block: one TRANSPOSE of the whole qkv tensor, one to merge the heads
+    transposes, partitions, _, error = lower_and_run(ChunkedAttention(), (2, 9, 32))
+    assert error < 1e-5 and partitions == 1 and transposes == 2
