@@ -2,9 +2,14 @@
 the quantization is at fault, with advice that follows from measured facts."""
 
 import numpy as np
+import pytest
+import torch
+from torch import nn
 
 from edgekit.check import KERNEL_MIN_COSINE, THRESHOLDS, compare_outputs, judge_kernels, kernel_advice
 from edgekit.cpu_features import CpuTarget
+from edgekit.export.onnx_int8 import export_onnx_int8
+from edgekit.models.weights import deterministic_init
 
 VNNI = CpuTarget("host", True, "avx512_vnni in /proc/cpuinfo")
 AVX2 = CpuTarget("host", False, "no VNNI / asimddp flag in /proc/cpuinfo")
@@ -68,3 +73,44 @@ def three_ways_arrays(noise: float):
     rng = np.random.default_rng(2)
     reference = rng.standard_normal((8, 1000))
     return reference, reference + noise * rng.standard_normal(reference.shape)
+
+
+class TwoHeads(nn.Module):
+    """A YOLO-style detector in miniature: a stride-8 and a stride-16 head, the second upsampled (nearest)
+    and concatenated into the first, LeakyReLU and SiLU activations and a squeeze-excite gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(cin, cout, stride=1, act=nn.SiLU):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), act())
+
+        self.s8 = nn.Sequential(conv(3, 16, 2), conv(16, 32, 2), conv(32, 32, 2, act=lambda: nn.LeakyReLU(0.1)))
+        self.s16 = conv(32, 64, 2)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(64, 16, 1), nn.SiLU(), nn.Conv2d(16, 64, 1),
+                                  nn.Sigmoid())
+        self.head16 = nn.Conv2d(64, 18, 1)
+        self.head8 = nn.Sequential(conv(96, 32), nn.Conv2d(32, 18, 1))
+
+    def forward(self, x):
+        f8 = self.s8(x)
+        f16 = self.s16(f8)
+        f16 = f16 * self.gate(f16)
+        up = nn.functional.interpolate(f16, scale_factor=2.0, mode="nearest")
+        return self.head16(f16), self.head8(torch.cat([up, f8], 1))
+
+
+def two_heads() -> nn.Module:
+    return deterministic_init(TwoHeads(), (1, 3, 64, 64), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.slow
+def test_a_two_output_detector_is_checked_on_both_outputs(tmp_path):
+    result = export_onnx_int8(f"{__file__}:two_heads", input_shape=(1, 3, 64, 64), calib=32, output_dir=tmp_path,
+                              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    parity = result.parity
+    assert [o.name for o in parity.kernel_outputs] == [o.name for o in parity.outputs] and len(parity.outputs) == 2
+    assert len(parity.simulated) == 2 and parity.kernels in parity.kernel_outputs
+    assert parity.passed, parity.failures
+    for exported, simulated in zip(parity.outputs, parity.simulated, strict=True):
+        assert exported.cosine >= 0.98 and simulated.cosine >= 0.98, (exported, simulated)
