@@ -126,6 +126,10 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     if handle.normalization == "assumed":
         say(f"note: assuming {handle.name} normalises its input with ImageNet's mean {handle.mean} and std "
             f"{handle.std}; pass --mean/--std, or --no-normalization, if it does not")
+    if handle.family == "user" and handle.weights_source.startswith("init:"):
+        say(f"note: {handle.name}'s BatchNorm layers never measured statistics (untrained), so it gets edgekit's "
+            f"seeded weights with BatchNorm statistics measured on bundled photos ({handle.weights_source}); pass "
+            "--weights FILE to export trained weights")
     clock.lap("build")
     say(f"exporting {handle.name} to ONNX opset {opset}")
     onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from edgekit.data import load_inputs
+from edgekit.export.request import ExportRequest, export
 from edgekit.models import resolve, state_dict_sha256
 from edgekit.models.user_model import batchnorm_never_measured
 from edgekit.models.weights import INIT_SOURCE
@@ -102,3 +103,10 @@ def test_batchnorm_never_measured():
     assert not batchnorm_never_measured(model)
     assert not batchnorm_never_measured(nn.Sequential(nn.Conv2d(3, 4, 3)))  # no BatchNorm at all
     assert not batchnorm_never_measured(nn.Sequential(nn.BatchNorm2d(4, track_running_stats=False)))
+
+
+def test_export_says_which_init_it_used(nets, tmp_path):
+    said = []
+    result = export(ExportRequest(f"{nets}:bn_net", input_shape=SHAPE, output_dir=tmp_path), progress=said.append)
+    assert result.weights_source == INIT_SOURCE and result.parity.passed
+    assert any("BatchNorm layers never measured statistics" in line and INIT_SOURCE in line for line in said)
