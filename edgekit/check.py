@@ -490,6 +490,14 @@ def check_exported_file(
             f"the reference weights (sha256 {handle.weights_sha256[:12]}) differ from those {Path(exported).name} "
             f"was exported with ({recorded[:12]}); pass the original file with --weights FILE"
         )
+    if recorded and handle.family == "user" and recorded != handle.weights_sha256:
+        # A factory builds its weights in code, so different weights mean different code or init, not an export error.
+        raise WeightsError(
+            f"{handle.name} now builds weights (sha256 {handle.weights_sha256[:12]}, {handle.weights_source}) other "
+            f"than those {Path(exported).name} was exported with ({recorded[:12]}): the factory changed, or the file "
+            "comes from an edgekit that left untrained BatchNorm statistics as they were; pass the weights it was "
+            "exported with as --weights FILE, or re-export it"
+        )
     report = check_parity(exported, handle, data=data, samples=samples, threads=threads, progress=progress)
     report.failures += judge_against_export(report, meta.get(EXPORT_PARITY_KEY))
     report.passed = not report.failures

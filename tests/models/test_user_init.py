@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from edgekit.check import check_exported_file
 from edgekit.data import load_inputs
+from edgekit.errors import WeightsError
 from edgekit.export.request import ExportRequest, export
 from edgekit.models import resolve, state_dict_sha256
 from edgekit.models.user_model import batchnorm_never_measured
@@ -110,3 +112,13 @@ def test_export_says_which_init_it_used(nets, tmp_path):
     result = export(ExportRequest(f"{nets}:bn_net", input_shape=SHAPE, output_dir=tmp_path), progress=said.append)
     assert result.weights_source == INIT_SOURCE and result.parity.passed
     assert any("BatchNorm layers never measured statistics" in line and INIT_SOURCE in line for line in said)
+
+
+def test_check_refuses_a_file_whose_factory_now_builds_other_weights(nets, tmp_path):
+    result = export(ExportRequest(f"{nets}:no_bn_net", input_shape=SHAPE, output_dir=tmp_path, check=False))
+    assert check_exported_file(result.path, model=f"{nets}:no_bn_net").passed
+    nets.write_text(NETS.replace("nn.Linear(8, 5))", "nn.Linear(8, 5)).apply(lambda m: nn.init.zeros_(m.bias) "
+                                 "if isinstance(m, nn.Linear) else None)"))
+    with pytest.raises(WeightsError, match=r"no_bn_net now builds weights .* other than those no_bn_net.onnx was "
+                                           r"exported with .*--weights FILE, or re-export it"):
+        check_exported_file(result.path, model=f"{nets}:no_bn_net")
