@@ -69,7 +69,7 @@ class UnsupportedOp(ExportError):
 
 class _Lowering(TensorOps, SpatialOps, PointwiseOps):
     def __init__(self, model: onnx.ModelProto) -> None:
-        self.model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        self.model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.shapes: dict[str, tuple[int, ...]] = {}
         for vi in [*self.model.graph.input, *self.model.graph.value_info, *self.model.graph.output]:

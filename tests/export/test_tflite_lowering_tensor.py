@@ -478,3 +478,33 @@ def test_reshape_before_split_is_exact_and_saves_two_transposes():
     # as for the fused-qkv attention block: one TRANSPOSE of the whole qkv tensor, one to merge the heads
     transposes, partitions, _, error = lower_and_run(ChunkedAttention(), (2, 9, 32))
     assert error < 1e-5 and partitions == 1 and transposes == 2
+
+
+def test_shape_arithmetic_onnxsim_left_is_folded():
+    import onnxruntime
+
+    h = onnx.helper
+    nodes = [
+        h.make_node("Shape", ["x"], ["shape"], name="shape"),
+        h.make_node("Constant", [], ["head"], name="head", value_ints=[2]),
+        h.make_node("Slice", ["shape", "head_start", "head"], ["batch_channels"], name="slice"),
+        h.make_node("Constant", [], ["rest"], name="rest", value_ints=[-1]),
+        h.make_node("Concat", ["batch_channels", "rest"], ["target"], axis=0, name="concat"),
+        h.make_node("Reshape", ["x", "target"], ["y"], name="reshape"),
+        h.make_node("Softmax", ["y"], ["z"], axis=-1, name="softmax"),
+    ]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 4, 3, 3))],
+                         [h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)],
+                         [onnx.numpy_helper.from_array(np.array([0], np.int64), "head_start")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    lowered, transposes = onnx_to_tflite_graph(model)
+    assert {op.kind for op in lowered.ops} == {"RESHAPE", "TRANSPOSE", "SOFTMAX"}
+    x = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    interpreter = load_interpreter_module()[0](model_content=write_tflite(lowered), num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x.transpose(0, 2, 3, 1).copy())
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), expected,
+                               atol=1e-6)
+    assert transposes == 1  # (1, C, H*W) from an NHWC map: channels must come before the pixels
