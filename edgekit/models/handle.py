@@ -14,6 +14,7 @@ from edgekit.limits import check_input_memory
 from edgekit.models import registry
 from edgekit.models.user_model import batchnorm_never_measured, factory_name, is_factory_spec, load_factory
 from edgekit.models.weights import (
+    CALIBRATION_IMAGES,
     INIT_SOURCE,
     apply_state_dict,
     deterministic_init,
@@ -67,6 +68,14 @@ def _normalization(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[f
     if min(std) <= 0:
         raise DataError(f"--std values must be positive (they divide the pixels), got {std}")
     return mean, std
+
+
+def _calibration_images(shape: Sequence[int]) -> int:
+    """How many photos calibrate a user model's BatchNorms: ``CALIBRATION_IMAGES`` at 224x224 and fewer for
+    larger inputs (as many pixels per channel, 2 at least), so a 640x640 detector's float64 pass takes 4 images
+    instead of 32 (6.5 GB for each 64-channel activation)."""
+    pixels = int(shape[2]) * int(shape[3])
+    return max(2, min(CALIBRATION_IMAGES, round(CALIBRATION_IMAGES * 224 * 224 / pixels)))
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
@@ -167,7 +176,7 @@ def resolve(
         elif batchnorm_never_measured(module):
             # Untrained BatchNorms are identities in eval mode and let activations drift to ~1e3, which no
             # parity check can judge; registry models get the same seeded, BN-calibrated init.
-            deterministic_init(module, shape, mean, std)
+            deterministic_init(module, shape, mean, std, calibration_images=_calibration_images(shape))
             source = INIT_SOURCE
         module.eval()
         return ModelHandle(
