@@ -9,9 +9,12 @@ and Gemm, Softmax, LayerNormalization, ReduceMean/Sum/Max/Min, GlobalAveragePool
 Slice, Expand.
 
 TFLite op kinds emitted (the int8 quantizer maps these): RESHAPE, TRANSPOSE (layout changes, counted),
-ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, POW, SQRT, RSQRT, FULLY_CONNECTED (keep_num_dims for rank > 2),
-BATCH_MATMUL (adj_x/adj_y), SOFTMAX, MEAN, SUM, REDUCE_MAX, REDUCE_MIN, SLICE, STRIDED_SLICE, GATHER,
-CONCATENATION, SPLIT, BROADCAST_TO.
+ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, POW (exponents other than 1, 2, 0.5, -0.5), SQRT, RSQRT,
+FULLY_CONNECTED (keep_num_dims for rank > 2), BATCH_MATMUL (adj_x/adj_y), SOFTMAX, MEAN, SUM, REDUCE_MAX,
+REDUCE_MIN, SLICE, PAD (stepped slices whose last step runs past the end), STRIDED_SLICE (negative steps
+only), GATHER (indices in more than ``MAX_GATHER_RUNS`` runs only), CONCATENATION, SPLIT, BROADCAST_TO.
+XNNPACK (LiteRT 2.3) runs all of them except POW, STRIDED_SLICE, GATHER and BROADCAST_TO, which is why
+steps, Gathers and Pow 2/0.5 take the other forms.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from edgekit.export.tflite.lowering_utils import (
 
 _BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM",
            "Pow": "POW"}
+#: A Gather of constant indices becomes SLICEs joined by a CONCATENATION up to this many contiguous runs.
+MAX_GATHER_RUNS = 8
 _REDUCE = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN"}
 
 
@@ -456,7 +461,23 @@ class TensorOps:
                 self._slice(xi, y, {ia: (idx[0], idx[-1] + 1, step)}, node)
         else:
             y = self.define(out, perm=perm)
-            self.emit("GATHER", [xi, self.g.int32_constant("gather_indices", idx)], [y], node, axis=ia)
+            runs: list[list[int]] = []
+            for i in idx:
+                if runs and i == runs[-1][-1] + 1:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+            if len(runs) <= MAX_GATHER_RUNS:  # XNNPACK runs SLICE and CONCATENATION, not GATHER
+                shape = list(self.g.shape(xi))
+                pieces = []
+                for run in runs:
+                    piece = self.tmp(y + "_run", shape[:ia] + [len(run)] + shape[ia + 1:], self.g.tensors[xi].dtype)
+                    self.slice(xi, piece, [run[0] if i == ia else 0 for i in range(len(shape))],
+                               shape[:ia] + [len(run)] + shape[ia + 1:], node)
+                    pieces.append(piece)
+                self.emit("CONCATENATION", pieces, [y], node, axis=ia)
+            else:
+                self.emit("GATHER", [xi, self.g.int32_constant("gather_indices", idx)], [y], node, axis=ia)
         if xi in self.nonnegative:
             self.nonnegative.add(y)
 
@@ -473,10 +494,58 @@ class TensorOps:
         if all(s == 1 for s in strides):
             self.slice(x, out, begin, [e - b for b, e in zip(begin, end, strict=True)], node)
             return
+        if self._strided_by_reshape(x, out, begin, end, strides, node):
+            return
         self.emit("STRIDED_SLICE", [x, self.g.int32_constant("slice_begin", begin),
                                     self.g.int32_constant("slice_end", end),
                                     self.g.int32_constant("slice_strides", strides)], [out], node,
                   end_mask=end_mask)
+
+    def _strided_by_reshape(self, x: str, out: str, begin, end, strides, node) -> bool:
+        """Positive steps without STRIDED_SLICE (XNNPACK does not run it with steps > 1): SLICE a whole number
+        of steps (PAD its end where the tensor ends first), RESHAPE each stepped axis of n * s elements into
+        (n, s), SLICE one column of each, RESHAPE to the result. False for negative steps (then the caller
+        emits STRIDED_SLICE)."""
+        shape = self.g.shape(x)
+        first, sizes, split, column, pads = [], [], [], [], []
+        for d, b, e, s in zip(shape, begin, end, strides, strict=True):
+            if s == 1:
+                first.append(b)
+                sizes.append(e - b)
+                split.append((e - b,))
+                column.append(None)
+                pads.append(0)
+                continue
+            n = -(-(e - b) // s) if s > 1 else 0
+            if n <= 0:
+                return False
+            k = max(0, b + n * s - d)  # start the window k elements early when n * s would run past the end
+            if k > min(b, s - 1):  # or pad its end (the padding is never picked)
+                k = 0
+            first.append(b - k)
+            sizes.append(min(n * s, d - b + k))
+            pads.append(n * s - sizes[-1])
+            split.append((n, s))
+            column.append(k)
+        dtype = self.g.tensors[x].dtype
+        window = self.tmp(out + "_window", sizes, dtype)
+        self.slice(x, window, first, sizes, node)
+        if any(pads):
+            padded = self.tmp(out + "_window_padded", [d + p for d, p in zip(sizes, pads, strict=True)], dtype)
+            self.emit("PAD", [window, self.g.int32_constant("paddings", [[0, p] for p in pads])], [padded], node)
+            window = padded
+        cut_shape = [d for parts in split for d in parts]
+        cut = self.tmp(out + "_steps", cut_shape, self.g.tensors[x].dtype)
+        self.emit("RESHAPE", [window, self.g.int32_constant("shape", cut_shape)], [cut], node, new_shape=cut_shape)
+        pick_begin, pick_size = [], []
+        for parts, k in zip(split, column, strict=True):
+            pick_begin += [0] if k is None else [0, k]
+            pick_size += list(parts) if k is None else [parts[0], 1]
+        picked = self.tmp(out + "_picked", pick_size, self.g.tensors[x].dtype)
+        self.slice(cut, picked, pick_begin, pick_size, node)
+        target = self.g.shape(out)
+        self.emit("RESHAPE", [picked, self.g.int32_constant("shape", target)], [out], node, new_shape=target)
+        return True
 
     def slice(self, x: str, out: str, begin, sizes, node) -> None:
         self.emit("SLICE", [x, self.g.int32_constant("slice_begin", list(begin)),
