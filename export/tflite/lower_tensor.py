@@ -9,12 +9,12 @@ and Gemm, Softmax, LayerNormalization, ReduceMean/Sum/Max/Min, GlobalAveragePool
 Slice, Expand.
 
 TFLite op kinds emitted (the int8 quantizer maps these): RESHAPE, TRANSPOSE (layout changes, counted),
-ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, POW (exponents other than 1, 2, 0.5, -0.5), SQRT, RSQRT,
+ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, POW (exponents other than -1, 0.5, -0.5, 1, 2, 3, 4), SQRT, RSQRT,
 FULLY_CONNECTED (keep_num_dims for rank > 2), BATCH_MATMUL (adj_x/adj_y), SOFTMAX, MEAN, SUM, REDUCE_MAX,
 REDUCE_MIN, SLICE, PAD (stepped slices whose last step runs past the end), STRIDED_SLICE (negative steps
 only), GATHER (indices in more than ``MAX_GATHER_RUNS`` runs only), CONCATENATION, SPLIT, BROADCAST_TO.
 XNNPACK (LiteRT 2.3) runs all of them except POW, STRIDED_SLICE, GATHER and BROADCAST_TO, which is why
-steps, Gathers and Pow 2/0.5 take the other forms.
+steps, Gathers and those Pows take the other forms.
 """
 
 from __future__ import annotations
@@ -158,6 +158,14 @@ class TensorOps:
             self.emit("MUL", [xi, xi], [self.define(out, perm=self.perm_of(x))], node)
         elif e in (0.5, -0.5):
             self.emit("SQRT" if e == 0.5 else "RSQRT", [self.use(x)], [self.define(out, perm=self.perm_of(x))], node)
+        elif e in (3.0, 4.0):  # XNNPACK runs MUL, not POW
+            xi = self.use(x)
+            square = self.tmp(xi + "_square", self.g.shape(xi))
+            self.emit("MUL", [xi, xi], [square], node)
+            self.emit("MUL", [square, xi if e == 3.0 else square], [self.define(out, perm=self.perm_of(x))], node)
+        elif e == -1.0:
+            one = self.g.add_constant(_clean(out) + "_one", np.array(1.0, np.float32))
+            self.emit("DIV", [one, self.use(x)], [self.define(out, perm=self.perm_of(x))], node)
         else:
             self.binary(node, "POW")
 

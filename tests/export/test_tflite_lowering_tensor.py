@@ -194,6 +194,7 @@ class Broadcasts(nn.Module):
         pooled = y.amax(dim=(2, 3))  # (B, C), keepdims off
         z = x * torch.sigmoid(gate) + self.plane - pooled[:, :, None, None] / self.scale
         z = torch.maximum(z, y) - torch.minimum(x, 0.5 * y) / (y.abs() + 1.0)
+        z = z + y.pow(3) * 0.01 - (x.abs() + 1.0).pow(-1) + (y.abs() + 0.5).pow(1.5)
         return z, pooled.sum(1)
 
 
@@ -201,7 +202,7 @@ def test_broadcasting_binary_ops_and_reductions():
     transposes, partitions, graph, error = lower_and_run(Broadcasts(), (2, 8, 5, 6))
     assert error < 1e-5 and transposes == 0
     kinds = graph.histogram()
-    assert kinds["REDUCE_MAX"] == 1 and kinds["SUM"] == 1 and kinds["DIV"] == 1
+    assert kinds["REDUCE_MAX"] == 1 and kinds["SUM"] == 1 and kinds["DIV"] == 2 and kinds["POW"] == 1
 
 
 class TwoInputs(nn.Module):
