@@ -88,9 +88,11 @@ def collapse_reshape_chains(model: onnx.ModelProto) -> PassResult:
     graph = out.graph
     shapes = static_shapes(out)
     readers: dict[str, int] = {}
+    reading: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
+            reading.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.output}
     producer = {o: node for node in graph.node for o in node.output}
     chains = []
@@ -104,7 +106,7 @@ def collapse_reshape_chains(model: onnx.ModelProto) -> PassResult:
         chain = [node]
         while True:
             t = chain[-1].output[0]
-            nxt = [n for n in graph.node if t in n.input]
+            nxt = reading.get(t, [])
             if readers.get(t) != 1 or t in outputs or len(nxt) != 1 or nxt[0].op_type not in _LAYOUT_OPS or (
                     nxt[0].input[0] != t):
                 break
