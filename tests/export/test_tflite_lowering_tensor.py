@@ -522,3 +522,17 @@ def test_slices_with_steps_are_exact():
     assert error == 0.0 and transposes == 0
     # the flips (negative steps) are the only STRIDED_SLICEs
     assert graph.histogram()["STRIDED_SLICE"] == 2
+
+
+def test_reshape_layout_rules():
+    from edgekit.export.tflite.collapse_reshape_chains import atom_chain
+    from edgekit.export.tflite.lowering_utils import NHWC, reshaped_perm
+
+    # NCHW (B, C, H, W) -> (B, C, H*W) on an NHWC tensor: the IR reshape to (B, H*W, C), layout (0, 2, 1)
+    assert reshaped_perm((2, 8, 4, 5), (2, 8, 20), NHWC) == (0, 2, 1)
+    assert reshaped_perm((2, 8, 4, 5), (2, 32, 5), NHWC) is None  # C and H are not neighbours in NHWC
+    assert reshaped_perm((1, 8, 1, 1), (1, 8), NHWC) == (0, 1)  # a classifier's flatten
+    # (6, 4) -> reshape (2, 3, 4) -> transpose (2, 0, 1) -> reshape (8, 3): atoms 2, 3, 4 moved to 4, 2, 3
+    assert atom_chain((6, 4), [("reshape", (2, 3, 4)), ("transpose", (2, 0, 1)), ("reshape", (8, 3))]) == (
+        [2, 3, 4], [2, 0, 1])
+    assert atom_chain((6, 5), [("reshape", (5, 6))]) is None  # a reshape that is not a regrouping
