@@ -218,6 +218,7 @@ def quantize_graph(
 
     # Params per class: fixed by the spec where a member is a fixed-output op's result, else the union range.
     producers = g.producers()
+    ranges = _ranges_that_reach_the_output(g, ranges, floating)
     for members in shared_quant_classes(g).values():
         members = [m for m in members if m not in weights and m not in pad_values and m not in floating]
         if not members:
@@ -341,6 +342,46 @@ def _isolate_float_ops(graph: Graph, ranges: dict, float_ops: set[str], *,
             graph.tensors[name] = Tensor(name, graph.shape(inner), "float32")
             graph.ops.append(Op("QUANTIZE", [inner], [name], {}, "output"))
     return floating, ranges
+
+
+#: LOGISTIC's int8 output (step 1/256) has the same code for every input beyond ln(255) in magnitude.
+LOGISTIC_SATURATION = float(np.log(255.0))
+#: Below this, SiLU's output is within 0.015 of 0 (its minimum is -0.278 at -1.28): a SiLU input's range
+#: stops here, so that the negative tail of a convolution's output does not coarsen the steps of the
+#: positive values SiLU passes on. Measured on an EfficientNet-style net (BN-calibrated weights) simulated
+#: in PyTorch with min/max ranges: logit cosine 0.9765 with the full range, 0.9809 (-6), 0.9800 (-3), 0.9678
+#: (-2); its TFLite export, whose percentile ranges already trim most of that tail, moves within noise
+#: (0.9686 -> 0.9693 on 16 crops).
+SILU_INPUT_FLOOR = -6.0
+
+
+def _ranges_that_reach_the_output(graph: Graph, ranges: dict, floating: set[str]) -> dict:
+    """``ranges`` narrowed to what the ops reading a tensor can tell apart: a tensor read only by LOGISTIC
+    is clipped to +-``LOGISTIC_SATURATION``; one read only by SiLU (``MUL(x, LOGISTIC(x))``) stops at
+    ``SILU_INPUT_FLOOR``. Either way the int8 outputs are as before or closer to float, and the input's
+    steps get finer."""
+    users = graph.consumers()
+    producers = graph.producers()
+    narrowed = dict(ranges)
+    for name, (lo, hi) in ranges.items():
+        readers = users.get(name, [])
+        if not readers or name in graph.outputs or name in floating or name not in graph.tensors:
+            continue
+        if all(op.kind == "LOGISTIC" for op in readers):
+            narrowed[name] = (max(lo, -LOGISTIC_SATURATION), min(hi, LOGISTIC_SATURATION))
+        elif _is_silu_input(name, readers, producers):
+            narrowed[name] = (max(lo, SILU_INPUT_FLOOR), hi)
+    return narrowed
+
+
+def _is_silu_input(name: str, readers: list[Op], producers: dict[str, Op]) -> bool:
+    """Whether ``name`` is read by exactly one LOGISTIC and by MULs of itself with that LOGISTIC's output."""
+    sigmoids = [op for op in readers if op.kind == "LOGISTIC"]
+    if len(sigmoids) != 1:
+        return False
+    gate = sigmoids[0].outputs[0]
+    return all(op is sigmoids[0] or (op.kind == "MUL" and sorted(op.inputs) == sorted([name, gate]))
+               for op in readers) and len(readers) > 1
 
 
 def _weight_inputs(graph: Graph) -> set[str]:

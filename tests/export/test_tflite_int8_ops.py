@@ -16,8 +16,10 @@ from edgekit.export.tflite.calibrate import calibrate_ranges
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.quantize import (
     FLOAT_OPS,
+    LOGISTIC_SATURATION,
     NO_INT8_KERNEL,
     QUANTIZABLE_OPS,
+    SILU_INPUT_FLOOR,
     int8_plan,
     quantize_graph,
 )
@@ -402,3 +404,28 @@ def test_unsupported_model_fails_before_any_calibration_work(tmp_path):
     assert not [m for m in said if any(w in m for w in ("equaliz", "calibrat", "GPTQ", "rounding"))], said
     assert elapsed < 20, f"{elapsed:.1f} s"  # torch.onnx.export and onnxsim take most of it
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_sigmoid_and_silu_inputs_keep_only_the_range_their_readers_resolve():
+    """A LOGISTIC-only input is clipped where the int8 sigmoid saturates; a SiLU input (x * LOGISTIC(x))
+    stops at -6, below which SiLU is within 0.015 of 0: finer steps, outputs as close to float."""
+    wide = lambda count, seed: np.random.default_rng(seed).uniform(-10, 10, (count, *SHAPE[1:])).astype(np.float32)  # noqa: E731
+    g, x = _graph()
+    g.outputs.append(_op(g, "LOGISTIC", [x], SHAPE))
+    q = quantize_graph(g, calibrate_ranges(g, wide(8, 1)))
+    quant = q.tensors["input"].quant
+    assert float(quant.scale[0]) == pytest.approx(2 * LOGISTIC_SATURATION / 255, rel=0.01)
+    test = wide(4, 2)
+    got, want = run(write_tflite(q), test, False), run(write_tflite(g), test, False)
+    # inputs past the clipped range (up to 10) cost nothing: one output step plus half an input step's worth
+    assert np.abs(got - want).max() <= 1 / 256 + 0.25 * float(quant.scale[0]) / 2 + 1e-4
+
+    g, x = _graph()
+    s = _op(g, "LOGISTIC", [x], SHAPE)
+    g.outputs.append(_op(g, "MUL", [x, s], SHAPE))
+    q = quantize_graph(g, calibrate_ranges(g, wide(8, 1)))
+    quant = q.tensors["input"].quant
+    lowest = (-128 - int(quant.zero_point[0])) * float(quant.scale[0])
+    assert SILU_INPUT_FLOOR - 0.05 <= lowest <= SILU_INPUT_FLOOR + 0.05
+    got, want = run(write_tflite(q), test, False), run(write_tflite(g), test, False)
+    assert np.abs(got - want).max() <= 2 * _output_step(q) + 1.1 * float(quant.scale[0]) / 2
