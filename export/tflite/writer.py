@@ -74,7 +74,7 @@ def _options(schema, kind: str, o: dict):
         return B.ReshapeOptions, schema.ReshapeOptionsT(newShape=list(o["new_shape"]))
     if kind == "TRANSPOSE":
         return B.TransposeOptions, schema.TransposeOptionsT()
-    if kind == "MEAN":
+    if kind in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
         return B.ReducerOptions, schema.ReducerOptionsT(keepDims=bool(o.get("keep_dims", False)))
     if kind == "FULLY_CONNECTED":
         return B.FullyConnectedOptions, schema.FullyConnectedOptionsT(
@@ -84,6 +84,9 @@ def _options(schema, kind: str, o: dict):
         return B.AddOptions, schema.AddOptionsT(fusedActivationFunction=act)
     if kind == "MUL":
         return B.MulOptions, schema.MulOptionsT(fusedActivationFunction=act)
+    # tensor kinds of lower_tensor that _more_options lacks
+    if kind == "BROADCAST_TO":
+        return B.BroadcastToOptions, schema.BroadcastToOptionsT()
     if kind == "PAD":
         return B.PadOptions, schema.PadOptionsT()
     if kind == "PADV2":
