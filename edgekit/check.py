@@ -49,23 +49,26 @@ THRESHOLDS: dict[str, Thresholds] = {
 #: An fp32 file passes when its max abs error against PyTorch in float64 is within NOISE_FACTOR times PyTorch
 #: fp32's own max abs error against float64 on the same inputs (or the fixed THRESHOLDS["fp32"] limit, if
 #: larger). Measured, exported-vs-float64 over PyTorch-fp32-vs-float64 on 8 bundled photos: ONNX Runtime 0.72
-#: (issue 13's YOLO-style net: 8.4e-5 vs 1.16e-4) to 1.4 (ShuffleNetV2 1.0x, an EfficientNet-style net);
-#: LiteRT with XNNPACK 1.0-2.4 (ShuffleNetV2, plain, YOLO- and EfficientNet-style nets) and 7.1 on an
-#: EfficientNet-style net with untrained BatchNorms (outputs ~0.01; XNNPACK's approximate sigmoid in the
-#: squeeze-excite gates). 16 leaves twice that largest ratio, while wrong files sit far above the noise:
+#: (issue 13's YOLO-style net: 8.4e-5 vs 1.16e-4) to 1.56 (registry ShuffleNetV2, MobileNetV3-Small,
+#: ConvNeXt, MobileViT, YOLO-tiny, EfficientNet-B0, U-Net, DeepLabV3); LiteRT with XNNPACK 0.5-2.4 on the same
+#: and 7.1 on an EfficientNet-style net with untrained BatchNorms (outputs ~0.01, where the fixed limit rules;
+#: XNNPACK's approximate sigmoid in the squeeze-excite gates). 16 leaves twice that largest ratio (other CPUs'
+#: kernels sum in other orders), while wrong files sit far above the noise:
 #: one conv's weights scaled by 1.001 gave 0.0146 against a limit of 0.0063 on the noisiest test net
 #: (tests/test_check_noise_floor.py), two swapped output channels 0.23.
 NOISE_FACTOR = 16.0
 
 #: PyTorch fp32's own max abs error against float64, as a share of the output's largest value, beyond which
-#: the reference is numerically unstable: well-conditioned networks measured 4e-7 to 4e-6 (plain, residual,
-#: YOLO- and EfficientNet-style nets, BN-calibrated or not; ShuffleNetV2 1.0x 4e-6), issue 13's deep
-#: YOLO-style net 1.2e-5, scores centred by subtracting a large common term 2.5e-5; scores computed as the
-#: difference of two large, nearly equal branches 1.5e-3 (and issue 13's EfficientNet-style net with untrained
-#: BatchNorms had its files ~1e-3 of its ~1e3 logits off PyTorch fp32). A file that misses the fixed limit
-#: cannot be judged against such a reference: a file as close to float64 as PyTorch fp32 is would pass, and so
-#: would a wrong one. At 5e-5 the noise-grown limit stays under 16 x 5e-5 = 8e-4 of the output's size.
-UNSTABLE_REFERENCE = 5e-5
+#: the reference is numerically unstable. Measured on BN-calibrated registry models: 6e-7 (ConvNeXt-atto) to
+#: 4e-6 (ShuffleNetV2 1.0x, EfficientNet-B0), 3.4e-5 for the DeepLabV3-style net (its correct files are 1.6-1.9x
+#: that from float64, 5x over the fixed limit); issue 13's deep YOLO-style net 1.2e-5, scores centred by
+#: subtracting a large common term 2.5e-5. Unstable: scores computed as the difference of two large, nearly
+#: equal branches 1.5e-3, and issue 13's EfficientNet-style net with untrained BatchNorms had its files ~1e-3
+#: of its ~1e3 logits off PyTorch fp32. A file that misses the fixed limit cannot be judged against such a
+#: reference: a file as close to float64 as PyTorch fp32 is would pass, and so would a wrong one. Near this
+#: bound the noise-grown limit reaches 16 x 2e-4 = 3.2e-3 of the output's size; the measured models stay
+#: at or below 16 x 3.4e-5 = 5.4e-4.
+UNSTABLE_REFERENCE = 2e-4
 
 #: Integer kernels against the same QDQ graph simulated in float: both compute the same quantized network,
 #: so they differ by requantization rounding: cosine 0.999997 on the trained digits reference and
