@@ -240,7 +240,7 @@ def quantize_graph(
             value = graph.tensors[op.inputs[2]].data
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
-        elif op.kind in _WEIGHTS:
+        elif op.kind in _WEIGHTS and op.kind not in float_ops:
             data = op.inputs[_WEIGHTS[op.kind][0]]
             _quantize_weights(g, op, graph, (input_means or {}).get(data) if op.kind in WEIGHTED_OPS else None)
     _drop_unused_tensors(g)

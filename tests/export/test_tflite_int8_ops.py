@@ -429,3 +429,45 @@ def test_sigmoid_and_silu_inputs_keep_only_the_range_their_readers_resolve():
     assert SILU_INPUT_FLOOR - 0.05 <= lowest <= SILU_INPUT_FLOOR + 0.05
     got, want = run(write_tflite(q), test, False), run(write_tflite(g), test, False)
     assert np.abs(got - want).max() <= 2 * _output_step(q) + 1.1 * float(quant.scale[0]) / 2
+
+
+def test_export_notes_the_ops_kept_in_float_and_shows_their_edges(tmp_path):
+    """HardSwish runs in float inside XNNPACK's partition (its int8 kernel would leave it): the report says
+    so in one note, the histogram counts the DEQUANTIZE/QUANTIZE pair, and parity holds."""
+    import textwrap
+
+    from edgekit.export.tflite_export import export_tflite
+
+    factory = tmp_path / "hs.py"
+    factory.write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        def net():
+            return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Hardswish(),
+                                 nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(8, 4))
+    """))
+    result = export_tflite(f"{factory}:net", int8=True, input_shape=(1, 3, 32, 32), output_dir=tmp_path / "o",
+                           calib=16, samples=4, equalize=False, optimal_rounding=False)
+    (note,) = [n for n in result.notes if "kept in float" in n]
+    assert "HARD_SWISH x1" in note and "XNNPACK" in note
+    assert result.op_histogram["HARD_SWISH"] == 1 and result.op_histogram["DEQUANTIZE"] == 1
+    assert result.op_histogram["QUANTIZE"] == 3  # uint8 input, the island's exit, uint8 output
+    assert result.xnnpack_partitions == 1 and result.parity.passed
+
+
+def test_an_op_with_weights_can_run_in_float_with_float_weights():
+    """Mixed precision: a DEPTHWISE_CONV_2D named in ``float_ops`` keeps float weights inside its island."""
+    g, x = _graph()
+    rng = np.random.default_rng(4)
+    w = g.add_constant("dw_filter", rng.normal(0, 0.4, (1, 3, 3, 8)).astype(np.float32))
+    b = g.add_constant("dw_bias", rng.normal(0, 0.1, 8).astype(np.float32))
+    d = _op(g, "DEPTHWISE_CONV_2D", [x, w, b], SHAPE, stride=(1, 1), padding="SAME", depth_multiplier=1)
+    g.outputs.append(_op(g, "RELU", [d], SHAPE))
+    q = quantize_graph(g, calibrate_ranges(g, normal()(16, seed=1)),
+                       float_ops={**FLOAT_OPS, "DEPTHWISE_CONV_2D": "kept in float"})
+    assert [op.kind for op in q.ops] == ["DEQUANTIZE", "DEPTHWISE_CONV_2D", "QUANTIZE", "RELU"]
+    assert q.tensors["dw_filter"].dtype == "float32" and q.tensors["dw_bias"].dtype == "float32"
+    x_ = _on_int8_input(q, normal()(4, seed=2))
+    got, want = run(write_tflite(q), x_), _representable(q, run(write_tflite(g), x_, False))
+    assert np.abs(got - want).max() <= 2.01 * _output_step(q)  # the island exit, then RELU, round once each
