@@ -7,7 +7,9 @@ layout (no op); Reshape/Flatten/Squeeze/Unsqueeze reshape in the current layout 
 split are contiguous and in order there; elementwise ops bring their operands to one layout; spatial ops
 (``NHWC_OPS``) read NHWC. A TRANSPOSE is inserted only where none of that applies, and each one is counted
 in ``layout_transposes``. Graph outputs come out NHWC when 4-D (a TFLite file is NHWC) and in their ONNX
-layout otherwise.
+layout otherwise. Before lowering, three ONNX rewrites shape the graph for this: ``passes.fuse_gelu``,
+``reshape_before_split`` and ``collapse_reshape_chains``; while lowering, a Split or Gather whose pieces all
+reach MatMuls wanting one layout (attention's q, k, v) is transposed once before it (``layout_demand``).
 
 Channel shuffles (canonical Reshape -> Transpose -> Reshape after edgekit's ONNX passes) become one
 ``SHUFFLE`` pseudo-op that ``edgekit.export.tflite.shuffle`` replaces with real TFLite ops. Nodes whose
