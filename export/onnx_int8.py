@@ -2,7 +2,9 @@
 
 The fp32 graph is the one ``export_onnx`` writes (same exporter, onnxsim and shuffle passes); ONNX Runtime
 quantizes it with calibration images from ``edgekit.data``. Weight range follows the CPU the model will
-run on (``edgekit.export.cpu_features``): 7-bit weights where the integer kernels lack int8 dot products.
+run on (``edgekit.cpu_features``): 7-bit weights where the integer kernels lack int8 dot products. Where the
+quantized graph is too far from fp32 on the calibration images, its first convolutions stay in float
+(``float_first_layers``): BatchNorm networks amplify quantization noise most there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from edgekit.cpu_features import CpuTarget, cpu_target
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
+from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
@@ -261,7 +264,9 @@ def export_onnx_int8(
     the default; ``pixels``: float [0, 1]; ``normalized``), for the first two the fold is required;
     ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice);
     ``bias_correction`` takes
-    the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The parity
+    the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The first
+    convolutions are kept in float when that is needed to reach ``float_first_layers.TARGET_COSINE`` on the
+    calibration images (``keep_first_layers_float``; the report's notes say how many). The parity
     check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
     ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
     """
@@ -305,6 +310,9 @@ def export_onnx_int8(
         onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
         improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
+    say("measuring the int8 graph against fp32 on the calibration images")
+    quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)
+    improvements.append(float_layers.note())
     quantized = retarget_quantized_input(quantized, handle.mean, input_kind)
     contract = onnx_input_contract(quantized, input_kind, handle.mean, handle.std)
     clock.lap("quantize")

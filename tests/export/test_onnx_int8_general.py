@@ -114,3 +114,49 @@ def test_a_two_output_detector_is_checked_on_both_outputs(tmp_path):
     assert parity.passed, parity.failures
     for exported, simulated in zip(parity.outputs, parity.simulated, strict=True):
         assert exported.cosine >= 0.98 and simulated.cosine >= 0.98, (exported, simulated)
+
+
+def small_conv_net():
+    """fp32 ONNX Conv(3->8) -> Relu -> Conv(8->8, 3x3) -> Relu -> Conv(8->4), with seeded weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes, x = [], [], "input"
+    for i, (cin, cout, k) in enumerate(((3, 8, 3), (8, 8, 3), (8, 4, 1))):
+        w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"conv{i}"], f"conv{i}", pads=[k // 2] * 4))
+        x = f"conv{i}"
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [x], [f"relu{i}"], f"relu{i}"))
+            x = f"relu{i}"
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 16, 16])]
+    graph = helper.make_graph(nodes, "small", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dequantized_nodes_compute_in_float_and_the_rest_is_unchanged():
+    from edgekit.export.float_first_layers import _cosine, _run, conv_macs, dequantize_nodes
+    from edgekit.export.onnx_int8 import quantize_onnx_model
+    from edgekit.runtimes.onnx_runtime import OnnxRuntime
+
+    fp32 = small_conv_net()
+    images = np.random.default_rng(1).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    quantized = quantize_onnx_model(fp32, images, method="minmax")
+    (expected,) = _run(fp32, images, OnnxRuntime, "all")
+    (int8,) = _run(quantized, images, OnnxRuntime, "disable")
+    everything = dequantize_nodes(quantized, {n.name for n in quantized.graph.node})
+    (floated,) = _run(everything, images, OnnxRuntime, "disable")
+    # weights keep their int8 values, activations are no longer rounded; the Relus ONNX Runtime folded into
+    # their QuantizeLinear survive as Clips (without them the cosine was 0.42)
+    assert _cosine(expected, floated) > max(_cosine(expected, int8), 0.9995)
+    # the input's and the graph output's quantization stay (the region ends there)
+    out = "conv2_QuantizeLinear_Input"
+    assert {n.input[0] for n in everything.graph.node if n.op_type == "QuantizeLinear"} == {"input", out}
+    # ONNX Runtime names each Conv's output after the Relu it folded: conv0 -> "relu0" -> conv1 -> "relu1"
+    first = dequantize_nodes(quantized, {"conv0", "conv1"})
+    assert {n.input[0] for n in first.graph.node if n.op_type == "QuantizeLinear"} == {"input", "relu1", out}
+    assert [n.input[0] for n in first.graph.node if n.op_type == "Clip"] == ["relu0"]
+    assert dequantize_nodes(quantized, set()).SerializeToString() == quantized.SerializeToString()
+    assert conv_macs(fp32) == {"conv0": 16 * 16 * 8 * 27, "conv1": 16 * 16 * 8 * 72, "conv2": 16 * 16 * 4 * 8}
