@@ -72,6 +72,8 @@ _XNNPACK_FLOAT = "XNNPACK runs it in float only, so in int8 it would leave the X
 #: Ops whose int8 kernel is not worth using: LiteRT has one (tested within a few steps of float), but
 #: XNNPACK (LiteRT's default CPU delegate) does not, while it runs their float kernel between a DEQUANTIZE
 #: and a QUANTIZE inside its partition (measured on LiteRT 2.3: one partition as float, three as int8).
+#: MobileNetV3-Small int8, 1 thread, loaded 2-core VM: HARD_SWISH in float 1.65 ms (1 partition, logit
+#: cosine 0.9779), in int8 9.12 ms (20 partitions, 0.9783).
 XNNPACK_FLOAT_ONLY: dict[str, str] = {kind: _XNNPACK_FLOAT for kind in (
     "DIV", "SQRT", "RSQRT", "EXP", "LOG", "ABS", "NEG", "GELU", "PRELU", "RELU_N1_TO_1", "HARD_SWISH", "SOFTMAX",
     "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "BATCH_MATMUL")}
