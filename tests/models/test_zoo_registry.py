@@ -151,3 +151,27 @@ def test_literal_counts_equal_the_architecture(name):
     # Every registered model's literal params/MACs, recounted from the built architecture (a forward pass).
     meta = model_metadata(name)
     assert count_params_and_macs(name) == (meta["params"], meta["macs"])
+
+
+def test_deterministic_init_covers_zoo_layers_without_touching_global_rng():
+    # Dropout, a transposed conv, LayerNorm and a hidden Linear: the zoo's layers beyond ShuffleNet's.
+    from edgekit.models.weights import deterministic_init, state_dict_sha256
+
+    def net() -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.ConvTranspose2d(8, 8, 2, stride=2), torch.nn.BatchNorm2d(8), torch.nn.Dropout(0.5),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.LayerNorm(8),
+            torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 10),
+        )
+
+    hashes = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = net()  # PyTorch's default init draws from the global generator: different per seed
+        state = torch.random.get_rng_state()
+        deterministic_init(model, (1, 3, 32, 32), (0.5,) * 3, (0.25,) * 3)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        hashes.append(state_dict_sha256(model))
+        assert 0.2 < float(model[9].weight.detach().std()) < 0.5  # 1/sqrt(8) = 0.35, not the classifier's 0.01
+    assert hashes[0] == hashes[1]
