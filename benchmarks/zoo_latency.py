@@ -253,7 +253,7 @@ def measure_model(model: str, args, work: Path, skipped: list[str]) -> list[dict
         if "error" in mine:
             skipped.append(f"{model} {precision}: edgekit: {mine['error']}")
         if theirs is not None and theirs.error:
-            skipped.append(f"{model} {precision}: litert-torch: {theirs.error}")
+            skipped.append(f"{model} {precision}: litert-torch: {' '.join(theirs.error.split())[:300]}")
         if "error" in mine or theirs is None or theirs.path is None:
             continue
         facts = {}

@@ -178,7 +178,7 @@ def _convert_locked(record: PeerModel, python: Path, folder: Path, model: str, c
         record.files[m["precision"]] = PeerFile(m["precision"], m["path"], m["conversion_seconds"])
     for text in result.get("errors", []):
         precision, _, reason = text.partition(": ")
-        record.files.setdefault(precision, PeerFile(precision, error=reason))
+        record.files.setdefault(precision, PeerFile(precision, error=" ".join(reason.split())[:300]))
     for precision in precisions:
         if precision not in record.files:
             why = (f"conversion ran past {CONVERT_TIMEOUT_S} s" if exit_code is None
