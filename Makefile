@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast fuzz lint bench clean arm64-root
+.PHONY: install demo test test-fast test-zoo fuzz lint bench clean arm64-root
 
 install: $(STAMP)
 
@@ -24,11 +24,15 @@ demo: install
 
 # pytest exits 5 when it collected no test: treat that as the failure it is.
 test: install
-	$(BIN)/python -m pytest -q -m "not fuzz"; status=$$?; \
+	$(BIN)/python -m pytest -q -m "not fuzz and not zoo"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not fuzz"
+	$(BIN)/python -m pytest -q -m "not slow and not fuzz and not zoo"
+
+# Every zoo model (edgekit/models) through ONNX/TFLite x fp32/int8 with parity; the fast subset is in `make test`.
+test-zoo: install
+	$(BIN)/python -m pytest -q -m zoo tests/models/test_zoo_exports.py
 
 # The full fuzz campaigns of damaged model files (1,000 per format through check and the host bench).
 fuzz: install
