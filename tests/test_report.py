@@ -34,3 +34,22 @@ def test_svg_is_self_contained_and_escaped():
     assert svg.startswith("<svg") and "&lt;Conv&gt;" in svg and "http" not in svg.replace(
         'xmlns="http://www.w3.org/2000/svg"', ""
     )
+
+
+def test_parity_text_states_kernel_and_simulation_facts_per_output():
+    from edgekit.check import KERNEL_LOSS_DB, THRESHOLDS, OutputParity, ParityReport
+    from edgekit.report.export import render_parity
+
+    def out(name, cosine):
+        return OutputParity(name=name, shape=(1, 4), max_abs=0.1, mean_abs=0.01, ref_max_abs=1.0, cosine=cosine,
+                            sqnr_db=20.0)
+
+    report = ParityReport(file="m.onnx", reference="m", runtime="onnxruntime", precision="int8", samples=4,
+                          data="crops", skipped_images=0, outputs=[out("a", 0.99), out("b", 0.97)],
+                          thresholds=THRESHOLDS["int8"], passed=True, kernels=out("b", 0.991),
+                          kernel_outputs=[out("a", 0.9991), out("b", 0.991)],
+                          simulated=[out("a", 0.992), out("b", 0.96)])
+    text = render_parity(report)
+    assert f"> {KERNEL_LOSS_DB:g} dB SQNR further" in text
+    assert "  a: cosine 0.999100" in text and "simulation vs reference cosine 0.992000" in text
+    assert "  b: cosine 0.991000" in text and "simulation vs reference cosine 0.960000" in text

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from edgekit.check import KERNEL_MIN_COSINE, NOISE_FACTOR, REGRESSION_DB
+from edgekit.check import KERNEL_LOSS_DB, KERNEL_MIN_COSINE, NOISE_FACTOR, REGRESSION_DB
 from edgekit.report.charts import bar_chart_svg
 from edgekit.report.tables import _cell, html_table, markdown_table, page, table
 
@@ -83,12 +83,21 @@ def render_parity(report) -> str:
 
 
 def _kernel_lines(report) -> list[str]:
-    """int8 ONNX: how the real integer kernels compare with the float-simulated QDQ graph."""
-    k = getattr(report, "kernels", None)
-    if k is None:
+    """int8 ONNX: per output, the real integer kernels against the float-simulated QDQ graph, and that
+    simulation against the reference (what the quantization itself loses)."""
+    kernels = getattr(report, "kernel_outputs", None) or (
+        [report.kernels] if getattr(report, "kernels", None) is not None else [])
+    if not kernels:
         return []
-    return [f"integer kernels vs float-simulated QDQ: cosine {k.cosine:.6f} (pass if >= {KERNEL_MIN_COSINE:g}), "
-            f"SQNR {_cell(k.sqnr_db)} dB, top-1 agreement {_cell(k.top1_agreement)}"]
+    simulated = getattr(report, "simulated", None) or []
+    lines = [f"integer kernels vs float-simulated QDQ (at fault only if cosine < {KERNEL_MIN_COSINE:g} and "
+             f"> {KERNEL_LOSS_DB:g} dB SQNR further from the reference than the simulation):"]
+    for i, k in enumerate(kernels):
+        sim = simulated[i] if i < len(simulated) else None
+        tail = f"; simulation vs reference cosine {sim.cosine:.6f}, SQNR {_cell(sim.sqnr_db)} dB" if sim else ""
+        lines.append(f"  {k.name}: cosine {k.cosine:.6f}, SQNR {_cell(k.sqnr_db)} dB, top-1 agreement "
+                     f"{_cell(k.top1_agreement)}{tail}")
+    return lines
 
 
 def render_export(result) -> str:
