@@ -335,7 +335,17 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
             name = self.view(out.name, default_perm(len(self.onnx_shape(out.name))))
             self.g.outputs.append(name)
         self.g.remove_unused()
+        self._name_outputs_as_onnx(graph)
         return self.g
+
+    def _name_outputs_as_onnx(self, graph) -> None:
+        # Apps look outputs up by name: an output whose IR tensor got another name on the way (a flatten, a
+        # layout view) takes the ONNX output's name, unless that tensor is also an input or another output.
+        for i, out in enumerate(graph.output):
+            want, have = _clean(out.name), self.g.outputs[i]
+            if have != want and want not in self.g.tensors and have not in self.g.inputs \
+                    and self.g.outputs.count(have) == 1:
+                self.g.rename(have, want)
 
     def _settle_aliases(self, node) -> None:
         # A handler that maps an output onto an input's IR tensor (a fused activation) gives it that input's

@@ -118,6 +118,17 @@ class Graph:
             used.update(op.outputs)
         self.tensors = {k: v for k, v in self.tensors.items() if k in used}
 
+    def rename(self, old: str, new: str) -> None:
+        """Give tensor ``old`` the unused name ``new`` everywhere (ops, inputs, outputs)."""
+        tensor = self.tensors.pop(old)
+        tensor.name = new
+        self.tensors[new] = tensor
+        for op in self.ops:
+            op.inputs = [new if n == old else n for n in op.inputs]
+            op.outputs = [new if n == old else n for n in op.outputs]
+        self.inputs = [new if n == old else n for n in self.inputs]
+        self.outputs = [new if n == old else n for n in self.outputs]
+
     def replace_uses(self, old: str, new: str) -> None:
         for op in self.ops:
             op.inputs = [new if n == old else n for n in op.inputs]

@@ -536,3 +536,19 @@ def test_reshape_layout_rules():
     assert atom_chain((6, 4), [("reshape", (2, 3, 4)), ("transpose", (2, 0, 1)), ("reshape", (8, 3))]) == (
         [2, 3, 4], [2, 0, 1])
     assert atom_chain((6, 5), [("reshape", (5, 6))]) is None  # a reshape that is not a regrouping
+
+
+def test_outputs_keep_their_onnx_names_through_a_flatten():
+    # Apps look outputs up by name: a flattened pooled output is still called what the ONNX graph calls it.
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 1)
+
+        def forward(self, x):
+            return torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(x), 1), 1)
+
+    model = to_onnx(Head().eval(), (1, 3, 8, 8))
+    onnx_output = model.graph.output[0].name
+    graph, _ = onnx_to_tflite_graph(model)
+    assert graph.outputs == [onnx_output.strip("/").replace("/", ".")]
