@@ -221,6 +221,7 @@ def quantize_graph(
     # Params per class: fixed by the spec where a member is a fixed-output op's result, else the union range.
     producers = g.producers()
     ranges = _ranges_that_reach_the_output(g, ranges, floating)
+    ranges = _addends_at_their_partners_scale(g, ranges, weights)
     for members in shared_quant_classes(g).values():
         members = [m for m in members if m not in weights and m not in pad_values and m not in floating]
         if not members:
@@ -395,6 +396,26 @@ def _weight_inputs(graph: Graph) -> set[str]:
     return names
 
 
+def _addends_at_their_partners_scale(graph: Graph, ranges, weights: set[str]) -> dict:
+    """``ranges`` plus, for each float constant added to or subtracted from an activation (a norm's epsilon,
+    a bias), that activation's range: the constant is then quantized on the activation's scale. On its own
+    range a tiny constant (epsilon 1e-6: scale 4e-9) puts the op's input scales 10^6 apart, which XNNPACK's
+    int8 ADD/SUB refuse (each such op left its partition: ConvNeXt-atto int8 had 18 partitions); at its
+    partner's scale it rounds to what int8 can hold of it anyway."""
+    widened = dict(ranges)
+    for op in graph.ops:
+        if op.kind not in ("ADD", "SUB") or len(op.inputs) != 2:
+            continue
+        a, b = op.inputs
+        for const, partner in ((a, b), (b, a)):
+            t = graph.tensors[const]
+            if t.is_constant and t.dtype == "float32" and const not in weights and partner in ranges \
+                    and not graph.tensors[partner].is_constant:
+                lo, hi = widened.get(const, ranges[partner])
+                widened[const] = (min(lo, ranges[partner][0]), max(hi, ranges[partner][1]))
+    return widened
+
+
 def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
     fixed = {FIXED_OUTPUT_QUANT[producers[m].kind] for m in members
              if m in producers and producers[m].kind in FIXED_OUTPUT_QUANT}
@@ -409,6 +430,8 @@ def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
         t = graph.tensors[name]
         if t.is_constant:
             r = (float(t.data.min()), float(t.data.max())) if t.data.size else (0.0, 0.0)
+            if name in ranges:  # a constant addend, widened to its partner's range
+                r = (min(r[0], ranges[name][0]), max(r[1], ranges[name][1]))
         elif name in ranges:
             r = ranges[name]
         else:

@@ -471,3 +471,25 @@ def test_an_op_with_weights_can_run_in_float_with_float_weights():
     x_ = _on_int8_input(q, normal()(4, seed=2))
     got, want = run(write_tflite(q), x_), _representable(q, run(write_tflite(g), x_, False))
     assert np.abs(got - want).max() <= 2.01 * _output_step(q)  # the island exit, then RELU, round once each
+
+
+@pytest.mark.parametrize("epsilon", [1e-6, 0.5])
+def test_a_constant_addend_is_quantized_on_its_partners_scale_and_stays_in_xnnpack(epsilon):
+    # A norm's x + epsilon: on its own range epsilon would get scale ~4e-9, 10^6 from the activation's, which
+    # XNNPACK's int8 ADD refuses (one partition more per norm).
+    from edgekit.export.tflite.inspect import xnnpack_partitions
+
+    rng = np.random.default_rng(0)
+    images = (np.abs(rng.normal(size=(8, *SHAPE[1:]))) + 0.1).astype(np.float32)
+    g, x = _graph()
+    a = _op(g, "ADD", [x, x], SHAPE)
+    eps = g.add_constant("eps", np.array(epsilon, np.float32))
+    b = g.add_tensor("b", SHAPE)
+    g.ops.append(Op("ADD", [a, eps], [b], {}, "eps_node"))
+    out = g.add_tensor("out", SHAPE)
+    g.ops.append(Op("ADD", [b, b], [out], {}, "out_node"))
+    g.outputs.append(out)
+    q = quantize_graph(g, calibrate_ranges(g, images), io="int8")
+    assert q.tensors[eps].quant.scale[0] == q.tensors[a].quant.scale[0]
+    assert xnnpack_partitions(write_tflite(q)) == 1
+    assert cosine(run(write_tflite(g), images[:4]), run(write_tflite(q), images[:4])) > 0.999
