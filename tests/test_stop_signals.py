@@ -34,6 +34,8 @@ def test_signal_during_export_leaves_no_temporary_file(tmp_path, signum):
         [sys.executable, "-m", "edgekit.cli", "export", "--model", "shufflenet_v2_digits", "--output", str(out_dir),
          "--samples", "200"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A run under nohup would hand the child an ignored SIGHUP, which edgekit rightly keeps ignored.
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
     )
     try:
         _wait_for_staged_file(proc, out_dir)
