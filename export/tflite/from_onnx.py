@@ -84,7 +84,6 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         self.ir_perms: dict[str, tuple[int, ...]] = {}  # IR tensor -> layout it was made in
         self.views: dict[tuple[str, tuple[int, ...]], str] = {}  # (ONNX tensor, layout) -> IR tensor
         self.ir_names: dict[str, list[str]] = {}  # IR tensor -> the ONNX tensors bound to it
-        self.nhwc: set[str] = set()  # kept for handlers that still add to it; the layout lives in perms
         self.nonnegative: set[str] = set()  # IR tensors known >= 0 (after a ReLU), for max-pool padding
         self.layout_transposes = 0
         self.node = None  # the node being lowered
@@ -126,11 +125,6 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
                     return self.perm_of(name)
         return default_perm(rank)
 
-    def ir_shape_of(self, name: str) -> tuple[int, ...]:
-        if name in self.names:
-            return self.g.shape(self.names[name])
-        return permuted(self.onnx_shape(name), self.perm_of(name))
-
     def define(self, onnx_name: str, dtype: str = "float32", perm=None) -> str:
         """A new IR tensor for ONNX tensor ``onnx_name`` in layout ``perm`` (default: the inherited one)."""
         perm = tuple(perm) if perm is not None else self.perm_of(onnx_name)
@@ -156,8 +150,6 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         self.perms[onnx_name] = perm
         self.ir_perms.setdefault(ir, perm)
         self.views[(onnx_name, perm)] = ir
-        if perm == NHWC:
-            self.nhwc.add(onnx_name)
 
     def use(self, onnx_name: str) -> str:
         if onnx_name in self.names:
@@ -225,7 +217,6 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         ir = self.view(onnx_name, NHWC)
         self.names[onnx_name] = ir
         self.perms[onnx_name] = NHWC
-        self.nhwc.add(onnx_name)
         return ir
 
     def broadcastable(self, onnx_name: str, rank: int, perm) -> str:
@@ -406,8 +397,6 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
     def alias(self, out: str, src: str) -> None:
         """ONNX tensor ``out`` is ``src``: the same IR tensor and layout, no op."""
         self.bind(out, self.use(src), self.perm_of(src))
-        if src in self.nhwc:
-            self.nhwc.add(out)
 
 
 def _float32(value: np.ndarray) -> np.ndarray:

@@ -91,8 +91,6 @@ class PointwiseOps:
         y = self._fused_or_emitted(node, x, onnx_in, kind, last=True, onnx_out=onnx_out)
         if y == x:  # fused: the output is the producer's tensor
             self.names[onnx_out] = x
-            if onnx_in in self.nhwc:
-                self.nhwc.add(onnx_out)
 
     def op_HardSigmoid(self, node) -> None:
         """``clamp(alpha * x + beta, 0, 1)``. For PyTorch's alpha = 1/6 it is ``relu6(x + 3) * (1/6)``: ADD with a

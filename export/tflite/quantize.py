@@ -513,12 +513,8 @@ def _rename_output(graph: Graph, name: str, suffix: str) -> str:
     """Give graph output ``name``'s tensor a new internal name (returned), so an edge op can produce the
     output under the model's own name (apps look outputs up by name)."""
     inner = graph.unique(name + suffix)
-    tensor = graph.tensors.pop(name)
-    tensor.name = inner
-    graph.tensors[inner] = tensor
-    for op in graph.ops:
-        op.inputs = [inner if n == name else n for n in op.inputs]
-        op.outputs = [inner if n == name else n for n in op.outputs]
+    graph.rename(name, inner)
+    graph.outputs = [name if n == inner else n for n in graph.outputs]  # the edge op's result keeps the name
     return inner
 
 
