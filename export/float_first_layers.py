@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.export.passes.graph_utils import drop_unread_initializers
+
 #: The simulated int8 graph's cosine to the fp32 graph (per output, worst, on the calibration images) that
 #: the first layers are kept in float to reach: issue 13's goal of 0.98, plus what the calibration images'
 #: own ranges flatter it by (EfficientNet-style net: 0.9813 on them, 0.9794 on the bundled photos).
@@ -145,10 +147,7 @@ def dequantize_nodes(model, float_nodes: set[str]):
         graph.node.insert(list(graph.node).index(q), clip)
     for node in dropped:
         graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unread_initializers(graph)
     return model
 
 

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.errors import ExportError
 from edgekit.export.passes.fold_input_normalization import PIXELS
+from edgekit.export.passes.graph_utils import drop_unread_initializers
 from edgekit.input_contract import PIXEL_STEP, InputContract
 
 PROLOGUE = "edgekit_input"
@@ -90,10 +91,7 @@ def retarget_quantized_input(model: onnx.ModelProto, mean, kind: str) -> onnx.Mo
     for node in removed:
         graph.node.remove(node)
     _prepend(graph, new_nodes)
-    used = {name for n in graph.node for name in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unread_initializers(graph)
     return model
 
 

@@ -23,6 +23,7 @@ from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
+from edgekit.export.passes.graph_utils import drop_unread_initializers
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
 from edgekit.export.versions import tool_versions
@@ -172,10 +173,7 @@ def fuse_pixel_prologue(model):
     graph.node.insert(index, fused)
     graph.node.remove(mul)
     graph.node.remove(add)
-    used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unread_initializers(graph)
     return model
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .graph_utils import drop_unread_initializers
 from .result import PassResult
 
 #: Name of the tensor holding pixels in [0, 1]; quantizers give it the range PIXEL_RANGE.
@@ -87,8 +88,5 @@ def fold_input_normalization(model: onnx.ModelProto, mean, std) -> PassResult:
     index = list(graph.node).index(conv)
     for offset, node in enumerate(nodes):
         graph.node.insert(index + offset, node)
-    used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unread_initializers(graph)
     return PassResult(name, out, 1, [f"{conv.name or conv.output[0]} reads pixels in [0, 1] ({PIXELS})"])

@@ -271,6 +271,14 @@ def remove_dead_code(model: onnx.ModelProto) -> None:
         graph.value_info.extend(infos)
 
 
+def drop_unread_initializers(graph: onnx.GraphProto) -> None:
+    """In place: drop the initializers no node reads (after a rewrite that replaced or removed their readers)."""
+    read = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
     """Names a control-flow node's subgraphs read from the enclosing scope (conservatively: all inputs)."""
     reads: set[str] = set()
