@@ -8,8 +8,8 @@ every output (from the export's parity report), one XNNPACK partition for TFLite
 op XNNPACK does not take, and no layout transpose in a TFLite file of a pure CNN. Inputs are each model's
 registered shape (224 or 256): smaller ones measure the resolution rather than the export (MobileNetV2's TFLite
 int8 cosine was 0.974 at 224 and 0.943 at 128, with BatchNorm calibrated at either size). 4 parity samples and
-32 calibration images keep the int8 work small. ``FAST`` runs in ``make test``; the rest of the zoo is marked ``zoo`` (``make test-zoo``, about 18 min
-on 2 cores), which ``make test`` leaves out.
+32 calibration images keep the int8 work small. ``FAST`` runs in ``make test``; the rest of the zoo is
+marked ``zoo`` (``make test-zoo``, about 18 min on 2 cores), which ``make test`` leaves out.
 """
 
 from __future__ import annotations
