@@ -11,7 +11,8 @@ of the multiply-adds; ONNX Runtime runs those nodes with its float kernels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,21 +30,45 @@ IMAGES = 16
 
 @dataclass(frozen=True)
 class FloatLayers:
-    """What ``keep_first_layers_float`` chose: ``convs`` first convolutions in float (``mac_share`` of all
-    convolution multiply-adds), and the simulated cosine before and after (worst output)."""
+    """What ``grow_float_prefix`` chose: ``convs`` first convolutions in float (``mac_share`` of all
+    convolution multiply-adds), and the cosine to fp32 before and after (worst output, calibration images);
+    ``layers`` names them (ONNX node names, TFLite output tensors) where the caller filled it in."""
 
     convs: int
     mac_share: float
     cosine_before: float
     cosine_after: float
+    layers: tuple[str, ...] = ()
 
     def note(self) -> str:
         if self.convs == 0:
             return (f"all layers int8: the simulated int8 graph is at cosine {self.cosine_before:.5f} from fp32 on "
                     f"the calibration images (goal {TARGET_COSINE:g})")
-        return (f"first {self.convs} convolutions ({100 * self.mac_share:.1f}% of the multiply-adds) kept in float, "
-                f"where their quantization noise was amplified most: simulated cosine to fp32 on the calibration "
-                f"images {self.cosine_before:.5f} -> {self.cosine_after:.5f} (goal {TARGET_COSINE:g})")
+        named = f" ({', '.join(self.layers)})" if self.layers else ""
+        return (f"first {self.convs} convolutions{named} and the ops before them kept in float "
+                f"({100 * self.mac_share:.1f}% of the multiply-adds), where their quantization noise was amplified "
+                f"most: cosine to fp32 on the calibration images {self.cosine_before:.5f} -> {self.cosine_after:.5f} "
+                f"(goal {TARGET_COSINE:g})")
+
+
+def grow_float_prefix(shares: Sequence[float], score: Callable[[int], float], *, target: float = TARGET_COSINE,
+                      max_macs: float = MAX_FLOAT_MACS) -> FloatLayers:
+    """The policy both formats share: how many first layers to keep in float.
+
+    ``shares[k - 1]`` is the share of the multiply-adds of the first ``k`` layers (non-decreasing);
+    ``score(k)`` the worst output's cosine to fp32 on the calibration images with the first ``k`` in float
+    (``score(0)``: all int8). Grows ``k`` while the score misses ``target`` and the share stays within
+    ``max_macs``; returns the smallest ``k`` that scored best (0 when none beats all-int8).
+    """
+    before = best = score(0)
+    chosen, share = 0, 0.0
+    for k, used in enumerate(shares, start=1):
+        if best >= target or used > max_macs:
+            break
+        cosine = score(k)
+        if cosine > best:
+            best, chosen, share = cosine, k, used
+    return FloatLayers(chosen, share, before, best)
 
 
 def keep_first_layers_float(quantized, reference, images_nchw: np.ndarray, *, target: float = TARGET_COSINE,
@@ -51,8 +76,8 @@ def keep_first_layers_float(quantized, reference, images_nchw: np.ndarray, *, ta
     """``quantized`` (a QDQ ``onnx.ModelProto``) with its first convolutions in float, as few as reach
     ``target`` (worst output's mean cosine of the float-simulated graph to ``reference``, the fp32 model it was
     quantized from, on up to ``IMAGES`` of ``images_nchw``) within ``max_macs`` of the multiply-adds; the
-    count that scored best when none reaches it. Returns ``(model, FloatLayers)``; the model is ``quantized``
-    itself when no layer is kept in float."""
+    count that scored best when none reaches it (``grow_float_prefix``). Returns ``(model, FloatLayers)``;
+    the model is ``quantized`` itself when no layer is kept in float."""
     from edgekit.runtimes.onnx_runtime import OnnxRuntime
 
     images = np.ascontiguousarray(images_nchw[:IMAGES], dtype=np.float32)
@@ -61,25 +86,19 @@ def keep_first_layers_float(quantized, reference, images_nchw: np.ndarray, *, ta
     macs = conv_macs(reference)
     total = sum(macs.values()) or 1
     convs = [n.name for n in quantized.graph.node if n.op_type == "Conv" and n.name in macs]
+    shares = list(np.cumsum([macs[name] for name in convs]) / total)
 
-    def score(model) -> float:
-        got = _run(model, images, OnnxRuntime, "disable")
-        return min(_cosine(e, g) for e, g in zip(expected, got, strict=True))
+    def candidate(k: int):
+        if k == 0:
+            return quantized
+        return dequantize_nodes(quantized, set(order[: order.index(convs[k - 1]) + 1]))
 
-    before = best = score(quantized)
-    chosen, best_model, share = 0, quantized, 0.0
-    for k in range(1, len(convs) + 1):
-        if best >= target:
-            break
-        used = sum(macs[name] for name in convs[:k]) / total
-        if used > max_macs:
-            break
-        last = order.index(convs[k - 1])
-        candidate = dequantize_nodes(quantized, {name for name in order[: last + 1]})
-        cosine = score(candidate)
-        if cosine > best:
-            best, chosen, best_model, share = cosine, k, candidate, used
-    return best_model, FloatLayers(chosen, share, before, best)
+    def score(k: int) -> float:
+        got = _run(candidate(k), images, OnnxRuntime, "disable")
+        return worst_cosine(expected, got)
+
+    chosen = grow_float_prefix(shares, score, target=target, max_macs=max_macs)
+    return candidate(chosen.convs), replace(chosen, layers=tuple(convs[: chosen.convs]))
 
 
 def dequantize_nodes(model, float_nodes: set[str]):
@@ -192,6 +211,12 @@ def _run(model, images: np.ndarray, runtime_class, optimization: str) -> list[np
         with runtime_class(path, optimization=optimization) as runtime:
             runs = [runtime.run(images[i : i + 1]) for i in range(len(images))]
     return [np.concatenate(outs).astype(np.float64) for outs in zip(*runs, strict=True)]
+
+
+def worst_cosine(expected: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+    """The lowest over outputs of the mean over images of the cosine between ``expected`` and ``got`` (each a
+    list of per-output arrays with images along axis 0)."""
+    return min(_cosine(e, g) for e, g in zip(expected, got, strict=True))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,7 @@ does and why the result has no requantize (QUANTIZE int8 -> int8) ops. Ranges co
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -190,6 +190,7 @@ def quantize_graph(
     io: str = "int8",
     input_means: dict[str, np.ndarray] | None = None,
     float_ops: Mapping[str, str] = FLOAT_OPS,
+    float_nodes: Collection[str] = (),
 ) -> Graph:
     """A full-integer int8 copy of the fp32 ``graph``; ``graph`` itself is left untouched.
 
@@ -206,15 +207,27 @@ def quantize_graph(
 
     Ops in ``float_ops`` (kind -> why; default ``FLOAT_OPS``, for XNNPACK; ``NO_INT8_KERNEL`` for LiteRT's
     builtin kernels alone) run in float: a DEQUANTIZE in front of and a QUANTIZE behind each run of them
-    (``int8_plan`` says which). Raises ``ExportError`` listing every op kind with no int8 mapping, for a
-    float tensor without a calibrated range, or a bad ``io``.
+    (``int8_plan`` says which). ``float_nodes`` names single ops to keep in float the same way, whatever their
+    kind, by their first output tensor (mixed precision: ``mixed_precision`` keeps the sensitive first
+    layers of BatchNorm networks in float; their weights and biases stay float). Raises ``ExportError``
+    listing every op kind with no int8 mapping, for a float tensor without a calibrated range, a
+    ``float_nodes`` name no op produces, or a bad ``io``.
     """
     if io not in IO_TYPES:
         raise ExportError(f"unknown int8 io type {io!r}; choose one of {', '.join(IO_TYPES)}")
     int8_plan(graph, float_ops)
+    made = {op.outputs[0] for op in graph.ops if op.outputs}
+    unknown = sorted(set(float_nodes) - made)
+    if unknown:
+        raise ExportError(f"float_nodes names tensors no op produces first: {', '.join(unknown[:3])}; name each "
+                          "op by its first output tensor")
     g = copy.deepcopy(graph)
     _square_as_mul(g)
-    floating, ranges = _isolate_float_ops(g, ranges, set(float_ops), keep_float_outputs=io == "float")
+
+    def in_float(op: Op) -> bool:
+        return op.kind in float_ops or bool(op.outputs) and op.outputs[0] in float_nodes
+
+    floating, ranges = _isolate_float_ops(g, ranges, in_float, keep_float_outputs=io == "float")
     weights = _weight_inputs(g)
     pad_values = {op.inputs[2] for op in g.ops if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2]}
 
@@ -243,7 +256,7 @@ def quantize_graph(
             value = graph.tensors[op.inputs[2]].data
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
-        elif op.kind in _WEIGHTS and op.kind not in float_ops:
+        elif op.kind in _WEIGHTS and not in_float(op):
             data = op.inputs[_WEIGHTS[op.kind][0]]
             _quantize_weights(g, op, graph, (input_means or {}).get(data) if op.kind in WEIGHTED_OPS else None)
     _drop_unused_tensors(g)
@@ -299,16 +312,18 @@ def _square_as_mul(graph: Graph) -> None:
             op.kind, op.inputs = "MUL", [op.inputs[0], op.inputs[0]]
 
 
-def _isolate_float_ops(graph: Graph, ranges: dict, float_ops: set[str], *,
+def _isolate_float_ops(graph: Graph, ranges: dict, in_float: Callable[[Op], bool], *,
                        keep_float_outputs: bool) -> tuple[set[str], dict]:
-    """Put every op in ``float_ops`` between a DEQUANTIZE of its int8 inputs and a QUANTIZE of what int8 ops
-    (or, unless ``keep_float_outputs``, the model's outputs) read of its results, in place. Each tensor is
-    converted once, so consecutive float ops share one island. Returns the tensors that stay float and
+    """Put every op that ``in_float`` selects between a DEQUANTIZE of its int8 inputs and a QUANTIZE of what
+    int8 ops (or, unless ``keep_float_outputs``, the model's outputs) read of its results, in place. Each
+    tensor is converted once, so consecutive float ops share one island. Returns the tensors that stay float and
     ``ranges`` extended to the new int8 tensors."""
-    if not any(op.kind in float_ops for op in graph.ops):
+    chosen = [op for op in graph.ops if in_float(op)]
+    if not chosen:
         return set(), ranges
     ranges = dict(ranges)
-    floating = {out for op in graph.ops if op.kind in float_ops for out in op.outputs}
+    floating = {out for op in chosen for out in op.outputs}
+    chosen_ids = {id(op) for op in chosen}
     users = graph.consumers()
     twins: dict[str, str] = {}  # tensor -> its twin on the other side of the boundary
     ops: list[Op] = []
@@ -317,9 +332,9 @@ def _isolate_float_ops(graph: Graph, ranges: dict, float_ops: set[str], *,
             t = graph.tensors.get(name) if name else None
             if t is None or t.dtype != "float32":
                 continue
-            if op.kind in float_ops and name not in floating:
+            if id(op) in chosen_ids and name not in floating:
                 if t.is_constant:  # stays float; int8 readers keep the original, to be quantized
-                    if all(u.kind in float_ops for u in users[name]):
+                    if all(id(u) in chosen_ids for u in users[name]):
                         floating.add(name)
                         continue
                     twins.setdefault(name, graph.add_constant(name + "_float", t.data))
@@ -329,7 +344,7 @@ def _isolate_float_ops(graph: Graph, ranges: dict, float_ops: set[str], *,
                     floating.add(twins[name])
                     ops.append(Op("DEQUANTIZE", [name], [twins[name]], {}, op.name))
                 op.inputs[i] = twins[name]
-            elif op.kind not in float_ops and name in floating:
+            elif id(op) not in chosen_ids and name in floating:
                 if name not in twins:
                     twins[name] = graph.add_tensor(name + "_int8", t.shape)
                     ranges[twins[name]] = ranges[name]
