@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_tflite_quantize import images, small_graph
 
-from edgekit.export.tflite.calibrate import _HISTOGRAM_BINS, _observer, calibrate_ranges
+from edgekit.export.activation_ranges import HISTOGRAM_BINS
+from edgekit.export.tflite.calibrate import _observer, calibrate_ranges
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.observer import LiteRTObserver
 
@@ -23,13 +24,13 @@ def histogram_percentile_ranges(graph, x: np.ndarray, percentile: float) -> dict
         if hi <= lo:
             ranges[name] = (lo, hi)
             continue
-        counts = np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
-        edges = np.linspace(lo, hi, _HISTOGRAM_BINS + 1)
+        counts = np.histogram(values, bins=HISTOGRAM_BINS, range=(lo, hi))[0]
+        edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
         cdf = np.cumsum(counts) / counts.sum()
         tail = 1.0 - percentile / 100.0
         first = int(np.searchsorted(cdf, tail, side="left"))
         last = int(np.searchsorted(cdf, 1.0 - tail, side="left"))
-        ranges[name] = (float(edges[first]), float(edges[min(last + 1, _HISTOGRAM_BINS)]))
+        ranges[name] = (float(edges[first]), float(edges[min(last + 1, HISTOGRAM_BINS)]))
     return ranges
 
 

@@ -1,0 +1,223 @@
+"""Activation ranges for int8 quantization from observed tensor values: one estimator for both formats.
+
+Each backend observes its fp32 graph (``runtimes.observer``: ONNX Runtime over the ONNX graph, LiteRT over the
+lowered TFLite graph) and hands the values, batch by batch, to ``estimate_ranges``; what it returns,
+``{tensor: (lo, hi)}``, is all a backend maps to its int8 format. The estimator never sees a model, so both
+formats clip the same values to the same range, and a batch of many images gives the ranges one image at a
+time would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from edgekit.errors import ExportError
+
+RANGE_METHODS = ("minmax", "percentile", "mse")
+DEFAULT_METHOD = "percentile"
+#: Both formats' default percentile (measured by benchmarks/int8_quality.py, see the README).
+DEFAULT_PERCENTILE = 99.99
+HISTOGRAM_BINS = 2048
+
+#: ``observe(names)`` runs the calibration images once and yields ``(images in the batch, {name: value})``
+#: in image order, every value holding that batch's images along axis 0.
+Observe = Callable[[Sequence[str]], Iterable[tuple[int, Mapping[str, np.ndarray]]]]
+
+
+def estimate_ranges(
+    observe: Observe,
+    names: Sequence[str],
+    images: int,
+    *,
+    method: str = DEFAULT_METHOD,
+    percentile: float = DEFAULT_PERCENTILE,
+    channel_means: dict[str, np.ndarray] | None = None,
+    mean_names: Collection[str] = (),
+    channel_axis: int = -1,
+) -> dict[str, tuple[float, float]]:
+    """``(lo, hi)`` of every tensor in ``names`` over the ``images`` calibration images ``observe`` runs.
+
+    ``method="minmax"`` takes the extremes over all images; ``"percentile"`` clips each tensor's lower and
+    upper tails at ``100 - percentile`` and ``percentile`` percent of all its observed values (on a 2048-bin
+    histogram, found in the same pass: see ``_Tails``), which trades saturation of rare outliers for finer
+    steps; ``"mse"`` takes a second pass for its histograms (``mse_range``). ``channel_means``, when given,
+    is filled in the same pass with the mean over images and positions per channel (``channel_axis``: -1
+    for NHWC values, 1 for NCHW) of each tensor in ``mean_names``: the expected inputs bias correction
+    needs. Raises ``ExportError`` for an unknown method or a percentile outside (0, 100].
+    """
+    if method not in RANGE_METHODS:
+        raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(RANGE_METHODS)}")
+    if not 0 < percentile <= 100:
+        raise ExportError(f"calibration percentile {percentile} is outside (0, 100]")
+    names = list(names)
+    means = ChannelMeans(images, channel_axis) if channel_means is not None else None
+    averaged = set(mean_names) if means is not None else set()
+    tails: dict[str, _Tails] = {}
+    tail = 1.0 - percentile / 100.0
+    lo = {name: np.inf for name in names}
+    hi = {name: -np.inf for name in names}
+    for count, values in observe(names):
+        for name, value in values.items():
+            if method == "percentile":  # its tails hold the extremes
+                if name not in tails:
+                    tails[name] = _Tails(images * value.size // count, tail)
+                tails[name].add(value)
+            else:
+                lo[name] = min(lo[name], float(value.min()))
+                hi[name] = max(hi[name], float(value.max()))
+            if name in averaged:
+                means.add(name, value, count)
+    if means is not None:
+        channel_means.update(means.means())
+    if method == "minmax":
+        return {name: (lo[name], hi[name]) for name in names}
+    if method == "percentile":
+        return {name: tails[name].range() for name in names}
+
+    # mse needs every bin, and the bins need the final range: a second pass (all activations of a
+    # calibration set would take gigabytes to keep).
+    spread = [name for name in names if hi[name] > lo[name]]
+    counts = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in names}
+    if spread:
+        for _, values in observe(spread):
+            for name, value in values.items():
+                counts[name] += np.histogram(value, bins=HISTOGRAM_BINS, range=(lo[name], hi[name]))[0]
+    ranges = {}
+    for name in names:
+        if hi[name] <= lo[name]:
+            ranges[name] = (lo[name], hi[name])
+            continue
+        ranges[name] = mse_range(counts[name], np.linspace(lo[name], hi[name], HISTOGRAM_BINS + 1))
+    return ranges
+
+
+class ChannelMeans:
+    """Mean over images and positions, per channel, of tensors observed in batches: each image weighs the
+    same whatever the batch it came in (its own mean over positions, then the average over images)."""
+
+    def __init__(self, images: int, channel_axis: int = -1) -> None:
+        if channel_axis not in (-1, 1):
+            raise ExportError(f"channel axis {channel_axis}: channels are last (-1, NHWC) or axis 1 (NCHW)")
+        self.images, self.channel_axis = images, channel_axis
+        self._sums: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, value: np.ndarray, count: int) -> None:
+        """Add ``value``, ``count`` images along axis 0 (a scalar is one image of one channel)."""
+        if self.channel_axis == 1 and value.ndim > 2:
+            per_image = value.mean(axis=tuple(range(2, value.ndim)), dtype=np.float64)
+        else:
+            rows = value.reshape(count, -1, value.shape[-1]) if value.ndim else value.reshape(1, 1, 1)
+            per_image = rows.mean(axis=1, dtype=np.float64)
+        self._sums[name] = self._sums.get(name, 0.0) + per_image.sum(axis=0)
+
+    def means(self) -> dict[str, np.ndarray]:
+        return {name: total / self.images for name, total in self._sums.items()}
+
+
+class _Tails:
+    """The values of one tensor that decide its percentile range, gathered in the pass that finds its
+    extremes, so percentile calibration needs no second run of the model.
+
+    The range is the one of the 2048-bin histogram over ``[lo, hi]``: its lower end is the left edge of
+    the first bin whose cumulative share reaches ``tail``, its upper end the right edge of the first bin
+    whose share reaches ``1 - tail``. Bins grow with the values, so those bins are the bins of the
+    ``r``-th smallest value (``r`` the least count with ``r / total >= tail``, as the float division
+    says) and of the ``s``-th smallest (``s / total >= 1 - tail``): the ``r`` smallest and the
+    ``total - s + 1`` largest values are all that is kept. Each batch only adds values past the current
+    ``r``-th smallest (or ``total - s + 1``-th largest), one comparison per value.
+    """
+
+    def __init__(self, total: int, tail: float) -> None:
+        self.low_rank = _least_count(total, tail)
+        self.high_rank = _least_count(total, 1.0 - tail)
+        # at least one each, so the extremes are kept too
+        self.low = _Extreme(max(self.low_rank, 1), smallest=True)
+        self.high = _Extreme(total - self.high_rank + 1, smallest=False)
+
+    def add(self, value: np.ndarray) -> None:
+        flat = value.reshape(-1)
+        self.low.add(flat)
+        self.high.add(flat)
+
+    def range(self) -> tuple[float, float]:
+        low, high = self.low.values(), self.high.values()
+        lo, hi = float(low.min()), float(high.max())
+        if hi <= lo:
+            return lo, hi
+        first = _bin(low.max(), lo, hi) if self.low_rank > 0 else 0
+        last = _bin(high.min(), lo, hi)
+        edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+        return float(edges[first]), float(edges[min(last + 1, HISTOGRAM_BINS)])
+
+
+def _least_count(total: int, share: float) -> int:
+    """The least count ``c`` in ``0..total`` with ``c / total >= share`` in float64, as a histogram's
+    cumulative share is computed."""
+    count = min(max(int(np.ceil(share * total)), 0), total)
+    while count > 0 and (count - 1) / total >= share:
+        count -= 1
+    while count < total and count / total < share:
+        count += 1
+    return count
+
+
+class _Extreme:
+    """The ``k`` smallest (or largest) values added, in no order. Values are held until they fill ``2k``
+    slots and only then cut back to ``k`` (one partition per ``k`` values taken in, not per batch); each
+    batch only offers its values past the ``k``-th of the last cut."""
+
+    def __init__(self, k: int, *, smallest: bool) -> None:
+        self.k, self.smallest = k, smallest
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.bound: float | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        if self.bound is not None:
+            values = values[values < self.bound] if self.smallest else values[values > self.bound]
+        if len(values):
+            self.parts.append(values)
+            self.size += len(values)
+            if self.size > 2 * self.k:
+                self._cut()
+
+    def values(self) -> np.ndarray:
+        if self.size > self.k:
+            self._cut()
+        return np.concatenate(self.parts) if self.parts else np.empty(0, np.float32)
+
+    def _cut(self) -> None:
+        both = np.concatenate(self.parts)
+        kept = np.partition(both, self.k - 1)[: self.k] if self.smallest else np.partition(
+            both, len(both) - self.k)[len(both) - self.k :]
+        self.parts, self.size = [kept], self.k
+        self.bound = float(kept.max() if self.smallest else kept.min())
+
+
+def _bin(value: float, lo: float, hi: float) -> int:
+    """The bin ``np.histogram(values, 2048, range=(lo, hi))`` puts float32 ``value`` in."""
+    counts = np.histogram(np.array([value], np.float32), bins=HISTOGRAM_BINS, range=(lo, hi))[0]
+    return int(np.argmax(counts))
+
+
+def mse_range(counts: np.ndarray, edges: np.ndarray, steps: int = 255) -> tuple[float, float]:
+    """The clipping range whose int8 quantization has the least mean squared error over a histogram.
+
+    Candidates shrink the observed range towards 0 (both ends by one factor; a range that starts at 0,
+    as after ReLU, only at the top). Error per value: ``step**2 / 12`` inside the range (uniform
+    rounding), the squared distance to the nearest end outside it.
+    """
+    centers = (edges[:-1] + edges[1:]) / 2
+    lo, hi = min(float(edges[0]), 0.0), max(float(edges[-1]), 0.0)
+    weights = counts / max(counts.sum(), 1)
+    best, best_error = (lo, hi), np.inf
+    for factor in np.linspace(1.0, 0.1, 91):
+        a, b = lo * factor, hi * factor
+        step = (b - a) / steps
+        clipped = np.clip(centers, a, b)
+        error = float(np.sum(weights * ((centers - clipped) ** 2 + np.where(centers == clipped, step**2 / 12, 0.0))))
+        if error < best_error:
+            best, best_error = (a, b), error
+    return best
