@@ -22,8 +22,11 @@ from edgekit.export.passes.graph_utils import drop_unread_initializers
 #: the first layers are kept in float to reach: issue 13's goal of 0.98, plus what the calibration images'
 #: own ranges flatter it by (EfficientNet-style net: 0.9813 on them, 0.9794 on the bundled photos).
 TARGET_COSINE = 0.985
-#: At most this share of the convolutions' multiply-adds runs in float.
-MAX_FLOAT_MACS = 0.1
+#: At most this share of the convolutions' multiply-adds runs in float. MobileNetV2 (zoo init, 224, TFLite, 16
+#: held-out crops) reaches 0.9830 with its first 4 layers in float (13.3%: the 16->96 expansion at 112x112 is
+#: the 4th), 0.9785 with 3 (6.9%); int8 with those 4 in float ran 8.56 ms against 8.02 ms all-int8 (XNNPACK,
+#: 1 thread). MnasNet 1.0: 0.9802 with 4 (9.7%), 0.9848 with 8 (13.7%).
+MAX_FLOAT_MACS = 0.15
 #: Calibration images the choice is measured on.
 IMAGES = 16
 
