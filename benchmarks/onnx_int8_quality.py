@@ -2,11 +2,12 @@
 
     python benchmarks/onnx_int8_quality.py [--models shufflenet_v2_digits,shufflenet_v2_x1_0]
 
-For each model, method (minmax, percentile, entropy) and reduce_range (False, True) it quantizes the
-fp32 export with ``edgekit.export.onnx_int8`` and prints, against PyTorch fp32: mean cosine of the logits
-with the real integer kernels and with the QDQ graph simulated in float (optimizations off), their
-top-1 agreement, and for the digits model the held-out top-1 accuracy. Calibration: 100 training digits,
-or 100 bundled crops (seed 1); evaluation: the 600 held-out digits, or 200 bundled crops (seed 0).
+For each model, method (minmax, percentile, mse: edgekit's range estimator, shared with TFLite;
+``--percentile`` sets the percentile) and reduce_range (False, True) it quantizes the fp32 export with
+``edgekit.export.onnx_int8`` and prints, against PyTorch fp32: mean cosine of the logits with the real
+integer kernels and with the QDQ graph simulated in float (optimizations off), their top-1 agreement, and
+for the digits model the held-out top-1 accuracy. Calibration: 100 training digits, or 100 bundled crops
+(seed 1); evaluation: the 600 held-out digits, or 200 bundled crops (seed 0).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import onnx
 from edgekit.check import compare_outputs
 from edgekit.data import bundled_images, preprocess
 from edgekit.data.digits import digits_images
+from edgekit.export.activation_ranges import DEFAULT_PERCENTILE
 from edgekit.export.onnx_export import simplify, torch_to_onnx
 from edgekit.export.onnx_int8 import CALIB_METHODS, INT8_SHUFFLE_LOWERING, calibration_inputs, quantize_onnx_model
 from edgekit.export.passes import apply_shuffle_passes
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--models", default="shufflenet_v2_digits,shufflenet_v2_x1_0")
     parser.add_argument("--methods", default=",".join(CALIB_METHODS))
     parser.add_argument("--activations", default="uint8", choices=["uint8", "int8"])
+    parser.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE)
     args = parser.parse_args()
     for name in args.models.split(","):
         handle = resolve(name)
@@ -62,7 +65,7 @@ def main() -> None:
                 for reduce_range in (False, True):
                     start = time.perf_counter()
                     q = quantize_onnx_model(fp32, cal, method=method, reduce_range=reduce_range,
-                                            activation_type=args.activations)
+                                            activation_type=args.activations, percentile=args.percentile)
                     path = os.path.join(tmp, f"{method}_{reduce_range}.onnx")
                     onnx.save(q, path)
                     real, sim = run(path, x, "all"), run(path, x, "disable")

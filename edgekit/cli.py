@@ -100,9 +100,8 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
 @click.option("--int8", is_flag=True, help="int8: TFLite full-integer, or ONNX QDQ (per-channel weights, int8 "
               "activations).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default=None,
-              help="int8 calibration: ONNX minmax|percentile|entropy, TFLite minmax|percentile|mse "
-                   "(default percentile for both, the best measured).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse"]), default=None,
+              help="int8 calibration, both formats: minmax|percentile|mse (default percentile, the best measured).")
 @click.option("--no-equalize", is_flag=True, help="int8: skip cross-layer equalization of pointwise/depthwise "
               "channel ranges.")
 @click.option("--no-optimal-rounding", is_flag=True, help="int8: round weights to the nearest level instead of "

@@ -1,17 +1,17 @@
-"""PyTorch -> int8 ONNX (QDQ, per-channel weights) with ONNX Runtime's ``quantize_static``.
+"""PyTorch -> int8 ONNX (QDQ, per-channel weights): edgekit's activation ranges, mapped by ONNX Runtime's quantizer.
 
-The fp32 graph is the one ``export_onnx`` writes (same exporter, onnxsim and shuffle passes); ONNX Runtime
-quantizes it with calibration images from ``edgekit.data``. Weight range follows the CPU the model will
-run on (``edgekit.cpu_features``): 7-bit weights where the integer kernels lack int8 dot products. Where the
-quantized graph is too far from fp32 on the calibration images, its first convolutions stay in float
-(``float_first_layers``): BatchNorm networks amplify quantization noise most there.
+The fp32 graph is the one ``export_onnx`` writes (same exporter, onnxsim and shuffle passes). edgekit observes
+it on calibration images from ``edgekit.data`` and computes every activation range with the estimator the
+TFLite backend uses (``activation_ranges``); ONNX Runtime's ``QDQQuantizer`` only turns those ranges and the
+weights into Q/DQ pairs (the calibration ``quantize_static`` would run never runs). Weight range follows the
+CPU the model will run on (``edgekit.cpu_features``): 7-bit weights where the integer kernels lack int8 dot
+products. Where the quantized graph is too far from fp32 on the calibration images, its first convolutions
+stay in float (``float_first_layers``): BatchNorm networks amplify quantization noise most there.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,11 @@ import numpy as np
 from edgekit.cpu_features import CpuTarget, cpu_target
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
+from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, ChannelMeans, estimate_ranges
 from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
-from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS, fold_input_normalization
+from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS
 from edgekit.export.passes.graph_utils import drop_unread_initializers
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult, PassRecord
@@ -30,10 +31,12 @@ from edgekit.export.versions import tool_versions
 from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
 from edgekit.progress import Progress, quiet
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
+#: The shared estimator's methods, as for TFLite. ONNX Runtime 1.32's entropy calibration, offered before, gave
+#: exactly the minmax ranges (all 187 calibrated tensors of ShuffleNetV2 1.0x and of the digits model, ORT's
+#: own EntropyCalibrater against its MinMaxCalibrater), so it was dropped.
+CALIB_METHODS = RANGE_METHODS
 #: Measured by benchmarks/onnx_int8_quality.py (see its docstring): percentile is best or tied.
 DEFAULT_CALIB_METHOD = "percentile"
-CALIB_PERCENTILE = 99.999
 #: Activation storage type. uint8 feeds MLAS's native u8 x s8 kernels; int8 activations cost a conversion:
 #: ShuffleNetV2 1.0x at 1 thread runs 3.37 ms with uint8, 4.43 ms with int8, 5.45 ms in fp32 (AMD EPYC,
 #: ORT 1.32); same accuracy, as both are asymmetric 8-bit.
@@ -41,25 +44,6 @@ DEFAULT_ACTIVATION_TYPE = "uint8"
 #: Plain Reshape -> Transpose -> Reshape shuffles: in int8 they beat the fused form (digits model 0.26 vs
 #: 0.33 ms), as ORT drops their Q/DQ pairs and moves bytes, while a fused Split adds a requantize.
 INT8_SHUFFLE_LOWERING = "reshape"
-
-
-class ArrayCalibrationReader:
-    """ONNX Runtime's ``CalibrationDataReader`` protocol over float32 NCHW images, one per ``get_next``."""
-
-    def __init__(self, input_name: str, images: np.ndarray) -> None:
-        self.input_name = input_name
-        self._images = images
-        self._next = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._next >= len(self._images):
-            return None
-        image = self._images[self._next : self._next + 1]
-        self._next += 1
-        return {self.input_name: np.ascontiguousarray(image, dtype=np.float32)}
-
-    def rewind(self) -> None:
-        self._next = 0
 
 
 def calibration_inputs(calib: str | int | None, handle) -> tuple[np.ndarray, str]:
@@ -78,60 +62,109 @@ def quantize_onnx_model(
     method: str = DEFAULT_CALIB_METHOD,
     reduce_range: bool = False,
     activation_type: str = DEFAULT_ACTIVATION_TYPE,
+    percentile: float = DEFAULT_PERCENTILE,
 ):
     """Quantize an fp32 ``onnx.ModelProto`` to QDQ int8 (per-channel symmetric int8 weights, int8
     activations, ``activation_type`` "uint8" or "int8") calibrated on ``images_nchw``; returns the quantized
     ``onnx.ModelProto``. A graph folded by ``fold_input_normalization`` keeps its Pad/Mul/Add prologue in
     float and its pixels quantized on the pixel grid (range [0, 1]).
 
-    Raises ``ExportError`` for an unknown ``method`` or ``activation_type``, or a failure inside ONNX
-    Runtime's quantizer.
+    edgekit computes every activation range itself (``observed_ranges``: the estimator the TFLite backend
+    uses, ``method`` and ``percentile`` as there); ONNX Runtime's ``QDQQuantizer`` only maps those ranges
+    and the weights to Q/DQ pairs, as ``quantize_static`` does after its own calibration.
+
+    Raises ``ExportError`` for an unknown ``method`` or ``activation_type``, a graph ONNX Runtime cannot run,
+    or a failure inside ONNX Runtime's quantizer.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import update_opset_version
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    if method not in methods:
+    if method not in CALIB_METHODS:
         raise ExportError(f"unknown --calib-method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
     activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     if activation_type not in activation_types:
         raise ExportError(f"unknown activation type {activation_type!r}; choose uint8 or int8")
-    extra = {"CalibPercentile": CALIB_PERCENTILE} if method == "percentile" else {}
+    extra = {}
     prologue = [n.name for n in onnx_model.graph.node if n.name.startswith(PIXELS + "_")]
     if prologue:
         extra["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
                                                    "rmax": np.float32(PIXEL_RANGE[1])}]}
-    input_name = onnx_model.graph.input[0].name
-    # ORT advises "pre-processing before quantization" (shape inference and graph optimisation) on every call,
-    # as a warning on the root logger. The graph here is already simplified by onnxsim with shapes inferred,
-    # so the advice only alarms users: drop that one message, nothing else.
-    import logging
-
-    def not_preprocessing_advice(record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization.quantize")]
-    for logger in loggers:
-        logger.addFilter(not_preprocessing_advice)
-    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
-        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
-        onnx.save(onnx_model, src)
-        try:
-            quantize_static(
-                src, dst, ArrayCalibrationReader(input_name, images_nchw), quant_format=QuantFormat.QDQ,
-                per_channel=True, reduce_range=reduce_range, activation_type=activation_types[activation_type],
-                weight_type=QuantType.QInt8, calibrate_method=methods[method], extra_options=extra,
-                nodes_to_exclude=prologue,
-            )
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"ONNX Runtime quantize_static failed: {type(exc).__name__}: {first}") from None
-        finally:
-            for logger in loggers:
-                logger.removeFilter(not_preprocessing_advice)
-        quantized = onnx.load(dst)
+    # quantize_static's own preparation, without its calibration: every op type ONNX Runtime can quantize,
+    # value types from shape inference, the opset its Q/DQ types need.
+    op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+    model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8,
+                                 activation_types[activation_type], extra.get("TensorQuantOverrides"))
+    ranges = observed_ranges(onnx_model, images_nchw, tensors_to_calibrate(model, op_types), method=method,
+                             percentile=percentile)
+    tensors = TensorsData(CalibrationMethod.MinMax, {
+        name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()})
+    try:
+        quantizer = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, activation_types[activation_type],
+                                 tensors, [], prologue, op_types, extra)
+        quantizer.quantize_model()
+        quantizer.model.topological_sort()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ONNX Runtime's QDQ quantizer failed: {type(exc).__name__}: {first}") from None
+    quantized = quantizer.model.model
     return fuse_pixel_prologue(quantized) if prologue else quantized
+
+
+def tensors_to_calibrate(model, op_types) -> list[str]:
+    """The float activations ONNX Runtime's quantizer may quantize: inputs and outputs of every node of an op
+    type in ``op_types`` that shape inference typed float (``CalibraterBase.select_tensors_to_calibrate``'s
+    rule), initializers excluded; in graph order."""
+    import onnx
+
+    typed = {v.name: v for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    initializers = {t.name for t in model.graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for name in [*node.input, *node.output]:
+            value = typed.get(name)
+            if (value is not None and name not in initializers and value.type.HasField("tensor_type")
+                    and value.type.tensor_type.elem_type in floats):
+                names.append(name)
+    return list(dict.fromkeys(names))
+
+
+def observed_ranges(
+    onnx_model,
+    images_nchw: np.ndarray,
+    names: list[str],
+    *,
+    method: str = DEFAULT_CALIB_METHOD,
+    percentile: float = DEFAULT_PERCENTILE,
+    channel_means: dict[str, np.ndarray] | None = None,
+    mean_names: list[str] = (),
+) -> dict[str, tuple[float, float]]:
+    """``(lo, hi)`` of the tensors ``names`` of the fp32 ``onnx_model`` over ``images_nchw``: the model runs in
+    the activation observer (several images per run where its batch allows) and the shared estimator
+    (``activation_ranges.estimate_ranges``) reduces the values; ``channel_means`` as there, per NCHW
+    channel. Raises ``ExportError`` when ONNX Runtime cannot run the model on the images."""
+    from edgekit.runtimes.observer import ActivationObserver, ObservationError
+
+    images = np.ascontiguousarray(images_nchw, dtype=np.float32)
+    try:
+        with ActivationObserver(onnx_model, list(dict.fromkeys([*names, *mean_names]))) as observer:
+
+            def observe(observed):
+                for start, values in zip(range(0, len(images), observer.batch), observer.iterate(images),
+                                         strict=True):
+                    yield min(observer.batch, len(images) - start), {n: values[n] for n in observed}
+
+            return estimate_ranges(observe, names, len(images), method=method, percentile=percentile,
+                                   channel_means=channel_means, mean_names=mean_names, channel_axis=1)
+    except ObservationError as exc:
+        raise ExportError(f"ONNX Runtime could not run the fp32 graph on the calibration images ({exc.reason})")\
+            from None
 
 
 def fuse_pixel_prologue(model):
@@ -216,14 +249,13 @@ def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str
     """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
     from edgekit.runtimes.observer import ActivationObserver
 
-    sums = {name: 0.0 for name in names}
+    means = ChannelMeans(len(images_nchw), channel_axis=1)
     with ActivationObserver(model, names) as observer:
-        for values in observer.iterate(images_nchw):
+        for start, values in zip(range(0, len(images_nchw), observer.batch), observer.iterate(images_nchw),
+                                 strict=True):
             for name, value in values.items():
-                # per image, as a run on one image would: the same sums, whatever the batch
-                axes = tuple(range(2, value.ndim))
-                sums[name] = sums[name] + value.mean(axis=axes, dtype=np.float64).sum(axis=0)
-    return {name: total / len(images_nchw) for name, total in sums.items()}
+                means.add(name, value, min(observer.batch, len(images_nchw) - start))
+    return means.means()
 
 
 def export_onnx_int8(
@@ -252,9 +284,10 @@ def export_onnx_int8(
 ) -> ExportResult:
     """Export to ``output_dir/<name>_int8.onnx`` (QDQ int8) with its report ``<name>_int8.json``/``.html``.
 
-    ``calib``: see ``calibration_inputs``. ``calib_method``: ``minmax``, ``percentile`` (99.999th) or
-    ``entropy``. ``target_cpu``: the CPU the model will run on (``cpu_features.TARGET_CPUS``; default this
-    machine); without int8 dot products, weights are quantized to 7 bits (``reduce_range``).
+    ``calib``: see ``calibration_inputs``. ``calib_method``: ``minmax``, ``percentile``
+    (``activation_ranges.DEFAULT_PERCENTILE``) or ``mse``, as for TFLite. ``target_cpu``: the CPU the model
+    will run on (``cpu_features.TARGET_CPUS``; default this machine); without int8 dot products, weights are
+    quantized to 7 bits (``reduce_range``).
     ``equalize``: cross-layer equalization of pointwise/depthwise pairs (``equalize_cross_layer``).
     ``optimal_rounding``: GPTQ weight rounding on the calibration images (``round_weights_optimally``).
     ``fold_normalization`` folds the input normalisation into the first Conv (``fold_input_normalization``:
@@ -262,7 +295,8 @@ def export_onnx_int8(
     the default; ``pixels``: float [0, 1]; ``normalized``), for the first two the fold is required;
     ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice);
     ``bias_correction`` takes
-    the mean shift of weight rounding out of every Conv bias (``correct_weight_rounding``). The first
+    the mean shift of weight rounding out of the biases of layers GPTQ did not round (the steps run in
+    ``ptq_steps.prepare_model``'s one order, as for TFLite). The first
     convolutions are kept in float when that is needed to reach ``float_first_layers.TARGET_COSINE`` on the
     calibration images (``keep_first_layers_float``; the report's notes say how many). The parity
     check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
@@ -289,24 +323,10 @@ def export_onnx_int8(
     weight_bits = 7 if target.reduce_range else 8
     say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "
         f"{target.name}: {target.evidence})")
-    improvements = []
-    if equalize:
-        onnx_model = ptq_steps.equalize(onnx_model, images, improvements, say)
-    if fold_normalization:
-        folded = fold_input_normalization(onnx_model, handle.mean, handle.std)
-        if folded.changed:
-            onnx_model = folded.model
-            improvements.append("input normalisation folded into the first Conv (pixels quantized losslessly)")
-        else:
-            improvements.append(f"input normalisation not folded ({folded.details[0]})")
-    rounded_all = False
-    if optimal_rounding:
-        qmax = 64 if target.reduce_range else 127
-        onnx_model, rounding = ptq_steps.round_weights(onnx_model, images, qmax, improvements, say)
-        rounded_all = not rounding.skipped  # GPTQ corrected every bias itself: nothing left for the pass below
-    if bias_correction and not rounded_all:
-        onnx_model, corrected = correct_weight_rounding(onnx_model, images, reduce_range=target.reduce_range)
-        improvements.append(f"bias correction: weight-rounding shift taken out of {corrected} Conv biases")
+    ready = ptq_steps.prepare_model(onnx_model, images, mean=handle.mean, std=handle.std, equalize=equalize,
+                                    fold_normalization=fold_normalization, optimal_rounding=optimal_rounding,
+                                    bias_correction=bias_correction, qmax=64 if target.reduce_range else 127, say=say)
+    onnx_model, improvements = ready.model, ready.notes
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
     say("measuring the int8 graph against fp32 on the calibration images")
     quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)
@@ -323,7 +343,7 @@ def export_onnx_int8(
     content = finalize(quantized, fields)
     clock.lap("finalize")
     notes = [
-        f"calibration: {calib_method}" + (f" ({CALIB_PERCENTILE}th percentile)" if calib_method == "percentile"
+        f"calibration: {calib_method}" + (f" ({DEFAULT_PERCENTILE}th percentile)" if calib_method == "percentile"
                                            else "") + f" on {calibration}",
         f"target CPU {target.name}: {target.evidence}; " + (
             "7-bit weights (reduce_range), because integer kernels without int8 dot products can overflow "
@@ -332,9 +352,6 @@ def export_onnx_int8(
         f"activations {DEFAULT_ACTIVATION_TYPE} (asymmetric, per tensor); weights int8 per channel (symmetric)",
         *improvements,
     ]
-    if calib_method == "entropy":
-        notes.append("ONNX Runtime 1.32's entropy calibration gave the same ranges as minmax in our measurements "
-                     "(benchmarks/onnx_int8_quality.py); percentile is better")
 
     def make_result(**measured) -> ExportResult:
         return ExportResult(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import ExportError
+from edgekit.export.activation_ranges import RANGE_METHODS
 from edgekit.input_contract import DEFAULT_INPUT, resolve_io
 
 FORMATS = ("onnx", "tflite")
@@ -25,7 +26,7 @@ class Int8Recipe:
 
     ``calib``: the calibration set (``edgekit.data.calibration_set``: None, N bundled crops, ``digits[:N]``
     or an image folder). ``calib_method``: None for the format's best measured method (percentile), else
-    TFLite ``minmax|percentile|mse`` or ONNX ``minmax|percentile|entropy``. ``target_cpu`` (ONNX only): the
+    ``minmax|percentile|mse`` (``activation_ranges.RANGE_METHODS``, both formats). ``target_cpu`` (ONNX only): the
     CPU whose int8 kernels the weights are sized for. ``io`` (TFLite only): the edge types
     (``input_contract.IO_TYPES``; None follows the input kind). ``fold_normalization`` (ONNX only; TFLite
     folds whenever the input is bytes or pixels): the normalisation folded into the first convolution.
@@ -97,8 +98,8 @@ class ExportRequest:
 
     @property
     def calib_methods(self) -> tuple[str, ...]:
-        """The calibration methods this format's int8 quantizer offers."""
-        return ("minmax", "percentile", "mse") if self.format == "tflite" else ("minmax", "percentile", "entropy")
+        """The calibration methods this format's int8 quantizer offers: the shared estimator's, for both."""
+        return RANGE_METHODS
 
 
 def export(request: ExportRequest, progress=None):

@@ -160,3 +160,59 @@ def test_dequantized_nodes_compute_in_float_and_the_rest_is_unchanged():
     assert [n.input[0] for n in first.graph.node if n.op_type == "Clip"] == ["relu0"]
     assert dequantize_nodes(quantized, set()).SerializeToString() == quantized.SerializeToString()
     assert conv_macs(fp32) == {"conv0": 16 * 16 * 8 * 27, "conv1": 16 * 16 * 8 * 72, "conv2": 16 * 16 * 4 * 8}
+
+
+def quantize_parameters(model, tensor: str) -> tuple[float, int]:
+    """(scale, zero point) of the QuantizeLinear that quantizes ``tensor`` in a QDQ model."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    (q,) = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor]
+    return float(inits[q.input[1]]), int(inits[q.input[2]])
+
+
+def test_activation_ranges_are_edgekits_estimator_not_onnx_runtime_calibration():
+    from edgekit.export.onnx_int8 import observed_ranges, quantize_onnx_model
+
+    fp32 = small_conv_net()
+    images = np.random.default_rng(1).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    quantized = quantize_onnx_model(fp32, images, method="percentile", percentile=99.0)
+    (clipped,), (extremes,) = (observed_ranges(fp32, images, ["relu1"], method=m, percentile=99.0).values()
+                               for m in ("percentile", "minmax"))
+    # ONNX Runtime folds the Relu into the Conv's QuantizeLinear; uint8 [0, hi] maps to scale hi / 255, zero 0
+    scale, zero = quantize_parameters(quantized, "relu1")
+    assert clipped[0] == 0.0 and zero == 0
+    assert scale == pytest.approx(clipped[1] / 255, rel=1e-6)
+    assert extremes[1] / 255 > 1.05 * scale  # the estimator's 99th percentile, not the extremes
+
+
+def test_minmax_ranges_map_to_the_graph_quantize_static_writes():
+    # the only difference from ONNX Runtime's quantize_static is who computes the ranges: with minmax both
+    # compute the same, so the files must be the same, byte for byte
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from edgekit.export.onnx_int8 import quantize_onnx_model
+
+    fp32 = small_conv_net()
+    images = np.random.default_rng(1).standard_normal((8, 3, 16, 16)).astype(np.float32)
+
+    class Reader:
+        def __init__(self) -> None:
+            self.batches = iter([{"input": image[None]} for image in images])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(fp32, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        expected = onnx.load(dst)
+    ours = quantize_onnx_model(fp32, images, method="minmax")
+    assert ours.graph.SerializeToString() == expected.graph.SerializeToString()

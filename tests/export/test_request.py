@@ -21,7 +21,7 @@ from edgekit.export.tflite_export import export_tflite
     (dict(format="onnx", int8=Int8Recipe(io="uint8")), "--io applies to --format tflite"),
     (dict(format="tflite", int8=Int8Recipe(io="float")), "--input bytes takes 8-bit pixels"),
     (dict(format="tflite", int8=Int8Recipe(calib_method="entropy")), "not available for tflite"),
-    (dict(format="onnx", int8=Int8Recipe(calib_method="mse")), "not available for onnx"),
+    (dict(format="onnx", int8=Int8Recipe(calib_method="entropy")), "not available for onnx"),
     (dict(format="onnx", int8=Int8Recipe(fold_normalization=False)), "needs the normalisation folded"),
 ])
 def test_impossible_requests_are_refused(kwargs, needle):
