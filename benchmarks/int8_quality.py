@@ -61,7 +61,9 @@ def export(fmt: str, name: str, calib, out: str, settings: dict) -> str:
         tflite = dict(settings)
         tflite["input_kind"] = "bytes" if tflite.pop("fold_normalization") else "normalized"
         return export_tflite(name, int8=True, calib=calib, output_dir=out, check=False, **tflite).path
-    return export_onnx_int8(name, calib=calib, output_dir=out, check=False, **settings).path
+    # Without the fold the ONNX file takes the normalised image, as the baseline TFLite file does
+    kind = "bytes" if settings["fold_normalization"] else "normalized"
+    return export_onnx_int8(name, calib=calib, output_dir=out, check=False, input_kind=kind, **settings).path
 
 
 def main() -> None:

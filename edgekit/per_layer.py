@@ -1,6 +1,8 @@
 """Per-layer int8 error: where in the graph a quantized model departs from its float reference.
 
-``per_layer_errors`` re-exports the fp32 model from the PyTorch reference (same exporter and shuffle
+``per_layer_errors`` rebuilds the fp32 model the int8 file quantized from the PyTorch reference, with the
+exporters' own pipeline stopped before weight rounding (``ptq_steps.prepare_model(reference=True)``: same
+ONNX export and shuffle lowering, equalized and input-folded as the file was, and for TFLite the same
 lowering, so tensor names match the int8 file's), runs both on the same inputs and reports SQNR and cosine
 per quantized activation in graph order. ONNX: every quantized activation is exposed as a graph output and
 the int8 QDQ graph runs with optimizations off (the QDQ network simulated in float): this localises
@@ -122,8 +124,6 @@ def per_layer_errors(
     import onnx
 
     from edgekit.data import load_inputs
-    from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
-    from edgekit.export.passes import apply_shuffle_passes
     from edgekit.export.ptq_steps import is_reproducible_calib
     from edgekit.file_metadata import read_metadata
     from edgekit.runtimes.observer import ActivationObserver
@@ -152,21 +152,13 @@ def per_layer_errors(
                              "--per-layer compares an int8 QDQ file with its float model")
     handle = _reference(path, meta, model, weights, pretrained, input_shape, samples)
     say(f"exporting the fp32 reference {handle.name} to compare {len(found)} quantized tensors")
-    fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
-    fp32, _, _ = apply_shuffle_passes(fp32, _lowering(meta, "reshape"))
-    from edgekit.export.passes.fold_input_normalization import PIXELS, fold_input_normalization
+    from edgekit.export.passes.fold_input_normalization import PIXELS
 
-    calib = _equalization_calib(meta, default=None)
-    if calib is not None:
-        from edgekit.export.cross_layer_equalization import equalize_cross_layer
-        from edgekit.export.onnx_int8 import calibration_inputs
-
-        say("equalizing the fp32 reference as the int8 file was")
-        fp32, _ = equalize_cross_layer(fp32, calibration_inputs(calib, handle)[0])
     pixel_tensor = PIXELS
-    if any(n.name.startswith(PIXELS + "_") for n in int8_model.graph.node):
-        # The int8 file reads pixels through a folded first Conv: so does its reference (exact in float).
-        fp32 = fold_input_normalization(fp32, handle.mean, handle.std).model
+    # A file that reads pixels through a folded first Conv is compared with a folded reference (exact in float).
+    pixel_file = any(n.name.startswith(PIXELS + "_") for n in int8_model.graph.node)
+    fp32 = _fp32_reference(handle, meta, _lowering(meta, "reshape"), pixel_file, say)
+    if pixel_file:
         # A fused per-channel QuantizeLinear reads the normalised (padded) input and stands for the pixels.
         fused = next((n for n in int8_model.graph.node if n.name == PIXELS + "_quantize"), None)
         pixel_tensor = fused.input[0] if fused is not None else PIXELS
@@ -208,6 +200,28 @@ def per_layer_errors(
     return report
 
 
+def _fp32_reference(handle, meta: dict[str, str], shuffle_lowering: str, pixel_input: bool, say):
+    """The fp32 ONNX model an edgekit int8 file quantized, rebuilt by the exporters' own pipeline
+    (``ptq_steps.prepare_model`` with ``reference=True``): exported with ``shuffle_lowering``, equalized on the
+    calibration set the file records, and with the normalisation folded when ``pixel_input``."""
+    from edgekit.export.onnx_export import DEFAULT_OPSET, simplify, torch_to_onnx
+    from edgekit.export.passes import apply_shuffle_passes
+    from edgekit.export.ptq_steps import prepare_model
+
+    fp32 = simplify(torch_to_onnx(handle.module, handle.input_shape, DEFAULT_OPSET))
+    fp32, _, _ = apply_shuffle_passes(fp32, shuffle_lowering)
+    equalized = meta.get("equalized") == "true"
+    images = None
+    if equalized:
+        from edgekit.data.calibration import calibration_set
+
+        say("equalizing the fp32 reference as the int8 file was")
+        spec = meta.get("equalization_calib", "default")
+        images = calibration_set(None if spec == "default" else spec, handle).images
+    return prepare_model(fp32, images, mean=handle.mean, std=handle.std, equalize=equalized,
+                         fold_normalization=pixel_input, reference=True).model
+
+
 def _declared_input(meta: dict[str, str]):
     """A function from normalised NCHW batches to what the file's declared input contract takes (bytes as
     uint8 codes, pixels in [0, 1]); the identity for files that take the normalised image."""
@@ -226,15 +240,6 @@ def _lowering(meta: dict[str, str], default: str) -> str:
     """The shuffle lowering a file records (``default`` when it records none, or ``none``: no shuffles)."""
     recorded = meta.get("shuffle_lowering")
     return default if recorded in (None, "", "none") else recorded
-
-
-def _equalization_calib(meta: dict[str, str], default):
-    """The calibration spec an equalized file was equalized on (``default`` for the exporter's default),
-    or None when the file is not equalized."""
-    if meta.get("equalized") != "true" or meta.get("equalization_calib") is None:
-        return None
-    text = meta["equalization_calib"]
-    return default if text == "default" else text
 
 
 def _reference(path: Path, meta: dict[str, str], model, weights, pretrained, input_shape, samples: int):
@@ -288,11 +293,10 @@ class _Accumulator:
 
 
 def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_shape, data, samples, say):
-    import tempfile
-
     from edgekit.data import load_inputs
     from edgekit.export.tflite.pixel_input import to_pixels
-    from edgekit.export.tflite_export import export_tflite
+    from edgekit.export.tflite.writer import write_tflite
+    from edgekit.export.tflite_export import lower_to_tflite
     from edgekit.runtimes.observer import LiteRTObserver
 
     q = LiteRTObserver(path)
@@ -312,15 +316,10 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     handle = _reference(path, meta, model, weights, pretrained, input_shape, samples)
     pixels = meta.get("input_normalization") == "in-model"  # the int8 file reads pixels: its reference too
     say(f"exporting the fp32 TFLite reference {handle.name} to compare {len(quantized)} int8 tensors")
-    with tempfile.TemporaryDirectory(prefix="edgekit-per-layer-") as tmp:
-        calib = _equalization_calib(meta, default=100)
-        fp32 = export_tflite(str(model or handle.name), weights=weights, pretrained=pretrained,
-                             input_shape=handle.input_shape, output_dir=tmp, check=False, calib=calib,
-                             mean=handle.mean if handle.family == "user" else None,
-                             std=handle.std if handle.family == "user" else None,
-                             equalize=calib is not None, input_kind="pixels" if pixels else "normalized",
-                             shuffle_lowering=_lowering(meta, "auto"))
-        ref = LiteRTObserver(fp32.path)
+    # The ONNX graph with canonical shuffles, lowered with the file's own shuffle lowering, as export_tflite does.
+    reference = _fp32_reference(handle, meta, "reshape", pixels, say)
+    graph, _, _, _ = lower_to_tflite(reference, _lowering(meta, "auto"))
+    ref = LiteRTObserver(write_tflite(graph))
     ref_index = {name: d["index"] for name, d in ref.tensors.items()}
     input_names = {int(t): details[int(t)]["name"] for op in ops for t in op["inputs"] if int(t) in details}
     tensors, pairs = [], []

@@ -1,14 +1,112 @@
-"""The post-training quantization steps both int8 exporters run on the fp32 ONNX graph, with their notes.
+"""The post-training quantization steps, run once, in one order, on the fp32 ONNX graph for both formats.
 
-``export_tflite`` and ``export_onnx_int8`` call these in the same order (equalize, then round weights) so
-the two formats get the same model, and record the same facts in their reports and metadata.
+``prepare_model`` is the pipeline ``export_tflite`` and ``export_onnx_int8`` both call: cross-layer
+equalization, the input normalisation folded into the first convolution, GPTQ weight rounding (with its
+bias correction), then bias correction for the layers GPTQ did not round. The backends only map what it
+returns (rounded weights, corrected biases, a first convolution that reads pixels) to ONNX QDQ or TFLite
+int8 ops, after calibrating ranges on it. With ``reference=True`` it stops before rounding: the fp32 model
+an int8 file approximates, which ``--per-layer`` compares with.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from edgekit.progress import Progress
+from edgekit.progress import Progress, quiet
+
+
+@dataclass
+class PreparedModel:
+    """What ``prepare_model`` returns: the fp32 ONNX ``model`` (its input still the normalised image),
+    whether its first convolution reads pixels (``pixel_input``; else ``fold_refusal`` says why not, when
+    the fold was asked for) and one report note per step."""
+
+    model: object
+    pixel_input: bool = False
+    fold_refusal: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_model(
+    onnx_model,
+    images_nchw: np.ndarray | None,
+    *,
+    mean,
+    std,
+    equalize: bool = True,
+    fold_normalization: bool = True,
+    optimal_rounding: bool = True,
+    bias_correction: bool = True,
+    qmax: int = 127,
+    reference: bool = False,
+    say: Progress = quiet,
+) -> PreparedModel:
+    """Run the post-training steps on the fp32 ``onnx_model`` in their one order; returns a ``PreparedModel``.
+
+    1. ``equalize``: cross-layer equalization on ``images_nchw`` (``equalize_cross_layer``);
+    2. ``fold_normalization``: ``(x - mean) / std`` folded into the first Conv (``fold_input_normalization``),
+       so it reads pixels that int8 quantizes losslessly; where it does not apply, ``fold_refusal`` says why;
+    3. ``optimal_rounding``: weights rounded by GPTQ on ``images_nchw`` to ``qmax`` levels a side (127 for
+       int8, 64 for 7-bit weights), each rounded layer's bias corrected (``round_weights_optimally``);
+    4. ``bias_correction``: the mean shift of nearest rounding taken out of the biases of the layers still off
+       their grid (all of them without GPTQ; ``weight_rounding.correct_weight_rounding``).
+
+    ``reference=True`` stops after step 2: the fp32 model the int8 file quantizes, before any rounding.
+    ``images_nchw``: float32 NCHW normalised images (the model's input); None only when no step needs them.
+    The input model is not modified. Raises ``ExportError`` for images that do not fit the model.
+    """
+    notes: list[str] = []
+    model = onnx_model
+    if equalize:
+        from edgekit.export.cross_layer_equalization import equalize_cross_layer
+
+        say("equalizing pointwise/depthwise channel ranges across layers")
+        model, cle = equalize_cross_layer(model, _needs(images_nchw, "equalization"))
+        notes.append(f"cross-layer equalization: {cle.pairs_pointwise_depthwise} pointwise->depthwise and "
+                     f"{cle.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
+    pixel_input, refusal = False, None
+    if fold_normalization:
+        from edgekit.export.passes.fold_input_normalization import fold_input_normalization
+
+        folded = fold_input_normalization(model, mean, std)
+        if folded.changed:
+            model, pixel_input = folded.model, True
+            notes.append("input normalisation folded into the first convolution: it reads pixels in [0, 1], "
+                         "which int8 quantizes losslessly, and its border holds the mean pixel")
+        else:
+            refusal = folded.details[0]
+            notes.append(f"input normalisation not folded ({refusal})")
+    if reference:
+        return PreparedModel(model, pixel_input, refusal, notes)
+    rounded_by_gptq = False
+    if optimal_rounding:
+        from edgekit.export.optimal_rounding import round_weights_optimally
+
+        say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
+        model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax)
+        notes.append(f"optimal weight rounding (GPTQ) on {rounding.layers} layers, biases corrected: layer output "
+                     f"error from weight rounding x{rounding.mean_error_ratio:.2f} of nearest rounding on average")
+        rounded_by_gptq = True
+    if bias_correction:
+        from edgekit.export.weight_rounding import correct_weight_rounding
+
+        model, corrected = correct_weight_rounding(model, images_nchw, qmax=qmax)
+        if corrected.corrected:
+            notes.append(f"bias correction: nearest-rounding shift taken out of {len(corrected.corrected)} "
+                         "layers' biases" + (" (those GPTQ did not round)" if rounded_by_gptq else ""))
+        elif rounded_by_gptq:
+            notes.append("bias correction: done by GPTQ for every layer it rounded; no other layer to correct")
+    elif rounded_by_gptq:
+        notes.append("bias correction off for layers GPTQ did not round")
+    return PreparedModel(model, pixel_input, refusal, notes)
+
+
+def _needs(images_nchw: np.ndarray | None, step: str) -> np.ndarray:
+    if images_nchw is None:
+        raise ValueError(f"{step} needs calibration images")
+    return np.ascontiguousarray(images_nchw)
 
 
 def equalization_fields(equalized: bool, calib) -> dict[str, str]:
@@ -25,25 +123,3 @@ def is_reproducible_calib(text: str) -> bool:
     """Whether a calibration spec names data edgekit generates or ships (a count, ``digits``), as opposed to
     a folder; only such specs are stored in or taken from a file's metadata."""
     return text == "default" or text.isdigit() or text == "digits" or text.startswith("digits:")
-
-
-def equalize(onnx_model, images_nchw: np.ndarray, notes: list[str], say: Progress):
-    """``equalize_cross_layer`` with a progress line and a report note; returns the new model."""
-    from edgekit.export.cross_layer_equalization import equalize_cross_layer
-
-    say("equalizing pointwise/depthwise channel ranges across layers")
-    model, result = equalize_cross_layer(onnx_model, np.ascontiguousarray(images_nchw))
-    notes.append(f"cross-layer equalization: {result.pairs_pointwise_depthwise} pointwise->depthwise and "
-                 f"{result.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
-    return model
-
-
-def round_weights(onnx_model, images_nchw: np.ndarray, qmax: int, notes: list[str], say: Progress):
-    """``round_weights_optimally`` with a progress line and a report note; returns ``(model, result)``."""
-    from edgekit.export.optimal_rounding import round_weights_optimally
-
-    say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
-    model, result = round_weights_optimally(onnx_model, np.ascontiguousarray(images_nchw), qmax=qmax)
-    notes.append(f"optimal weight rounding (GPTQ) on {result.layers} layers, biases corrected: layer output error "
-                 f"from weight rounding x{result.mean_error_ratio:.2f} of nearest rounding on average")
-    return model, result

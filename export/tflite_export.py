@@ -19,7 +19,7 @@ from edgekit.export import ptq_steps
 from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
-from edgekit.export.tflite.pixel_input import IN_MODEL
+from edgekit.export.tflite.pixel_input import IN_MODEL, PIXEL_RANGE, lower_pixel_fills, to_pixels
 from edgekit.export.versions import tool_versions
 from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
 from edgekit.progress import Progress, quiet
@@ -68,22 +68,23 @@ def export_tflite(
     for the model's own training data or 100 bundled crops the parity check never uses). ``input_kind``
     (``input_contract.INPUT_KINDS``): what the file takes, ``bytes`` (uint8 camera pixels, the default), ``pixels``
     (float in [0, 1]) or ``normalized``; for the first two the normalisation is folded into the model
-    (``pixel_input``), so an int8 file quantizes its input losslessly. ``io`` (int8 only): the edge types, ``uint8``
+    (``passes.fold_input_normalization``, its border lowered by ``pixel_input``), so an int8 file quantizes its input
+    losslessly. ``io`` (int8 only): the edge types, ``uint8``
     (default for bytes: what MediaPipe takes), ``int8`` (``pixel - 128``, no edge ops) or ``float`` (default
     otherwise). ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice). The file
     carries standard TFLite Model Metadata (``support_metadata``: image properties, normalisation in the input's
     units, stats, and ``labels`` (default: the registry model's) packed as ``labels.txt``), so MediaPipe Tasks,
     Android Studio's model binding and the TFLite Support library read it as it is.
     ``calib_method``: ``minmax``, ``percentile`` (99.99th, the default: best measured) or ``mse``.
-    ``equalize``: cross-layer equalization of the pointwise/depthwise pairs on the calibration images
-    (``equalize_cross_layer``) before quantizing. ``optimal_rounding``: weights rounded by GPTQ to
-    minimise each layer's output error on the calibration images (``round_weights_optimally``).
-    ``bias_correction`` takes the mean output shift of weight rounding out of every bias. The file's
+    The post-training steps run on the fp32 ONNX graph in the order ONNX runs them (``ptq_steps.prepare_model``):
+    ``equalize`` (cross-layer equalization of the pointwise/depthwise pairs on the calibration images), the
+    normalisation fold, ``optimal_rounding`` (GPTQ weight rounding) and ``bias_correction`` (the mean output
+    shift of rounding taken out of the biases of layers GPTQ did not round); TFLite then only calibrates
+    ranges and maps the result to int8 ops. The file's
     metadata declares its ``input_contract``; the report's ``usage`` says what to feed and how to read it.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
-    from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
     from edgekit.export.tflite.inspect import xnnpack_partitions
     from edgekit.export.tflite.writer import write_tflite
 
@@ -106,47 +107,57 @@ def export_tflite(
     onnx_model, matches = prepared.onnx_model, prepared.matches
     notes: list[str] = []
     calibration = None
-    # Lowered before any calibration work, so that a model the lowering or the int8 mapping cannot take
-    # fails in seconds, naming every such op at once (issue 13: up to 108 s of GPTQ used to come first).
+    pixel_input = input_kind != "normalized"
+    # The fold is exact and needs no images: the graph is lowered with it before any calibration work, so
+    # that a model the lowering or the int8 mapping cannot take fails in seconds, naming every such op at
+    # once (issue 13: up to 108 s of GPTQ used to come first).
+    ready = ptq_steps.prepare_model(onnx_model, None, mean=handle.mean, std=handle.std, equalize=False,
+                                    fold_normalization=pixel_input, reference=True)
+    if int8 and pixel_input and not ready.pixel_input:
+        raise ExportError(f"this model cannot take pixels in int8 ({ready.fold_refusal}); pass --input normalized")
     say("lowering to native NHWC TFLite ops")
-    graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
-    used, lowering_notes = lower_channel_shuffles(graph, shuffle_lowering)
+    graph, used, lowering_notes, layout_transposes = lower_to_tflite(ready.model, shuffle_lowering)
     if int8:
-        _check_int8(graph, handle, input_kind, notes)
+        from edgekit.export.tflite.quantize import int8_plan
+
+        note = int8_plan(graph).note()
+        if note:
+            notes.append(note)
     # fp32 files are equalized only when given calibration images: the reference ``--per-layer`` compares an
     # equalized int8 file with (equalization is exact in float, but rescales the tensors between the pairs).
     equalized = equalize and (int8 or calib is not None)
     if int8 or equalized:
         images, calibration = calibration_images(calib, handle)
-        if equalized:
-            onnx_model = ptq_steps.equalize(onnx_model, images.transpose(0, 3, 1, 2), notes, say)
-        if int8 and optimal_rounding:
-            onnx_model, _ = ptq_steps.round_weights(onnx_model, images.transpose(0, 3, 1, 2), 127, notes, say)
-        if equalized or (int8 and optimal_rounding):  # the same ops with new weights
-            graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
-            used, lowering_notes = lower_channel_shuffles(graph, shuffle_lowering)
+        ready = ptq_steps.prepare_model(onnx_model, images.transpose(0, 3, 1, 2), mean=handle.mean, std=handle.std,
+                                        equalize=equalized, fold_normalization=pixel_input,
+                                        optimal_rounding=optimal_rounding, bias_correction=bias_correction,
+                                        reference=not int8, say=say)
+        graph, used, lowering_notes, layout_transposes = lower_to_tflite(ready.model, shuffle_lowering)
     if not matches:
         used = "none"  # the model has no channel shuffle: nothing was lowered
-    notes = lowering_notes + notes
+    notes = lowering_notes + notes + ready.notes
     clock.lap("lower")
     precision = "int8" if int8 else "fp32"
     normalization = "caller"
-    if input_kind != "normalized":
-        normalization, images = _fold_normalization(graph, handle, images if int8 else None, notes, int8)
+    if pixel_input:
+        normalization = IN_MODEL
+        if not ready.pixel_input:  # fp32 only: int8 refused above
+            _normalize_in_model(graph, handle.mean, handle.std)
+            notes.append(f"input normalisation applied by a MUL and an ADD in the model ({ready.fold_refusal})")
     if int8:
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
         from edgekit.export.tflite.calibrate import calibrate_ranges
-        from edgekit.export.tflite.pixel_input import PIXEL_RANGE
         from edgekit.export.tflite.quantize import quantize_graph
 
-        means: dict[str, np.ndarray] = {}
-        ranges = calibrate_ranges(graph, images, method=calib_method, channel_means=means)
-        if normalization == IN_MODEL:
+        if pixel_input:
+            images = to_pixels(images, handle.mean, handle.std, channel_axis=3)
+        ranges = calibrate_ranges(graph, images, method=calib_method)
+        if pixel_input:
             ranges[graph.inputs[0]] = PIXEL_RANGE
         edge = {"uint8": "uint8", "int8": "int8", "float32": "float"}[in_dtype]
-        graph = quantize_graph(graph, ranges, io=edge, input_means=means if bias_correction else None)
-        notes.append(f"calibration: {calib_method} on {calibration}; bias correction "
-                     + ("on (weight-rounding shift taken out of every bias)" if bias_correction else "off"))
+        # Weights arrive rounded and biases corrected (prepare_model): quantizing them is exact.
+        graph = quantize_graph(graph, ranges, io=edge)
+        notes.append(f"calibration: {calib_method} on {calibration}")
         clock.lap("quantize")
     elif input_kind == "bytes":
         _take_bytes(graph)
@@ -196,41 +207,6 @@ def export_tflite(
 
     return publish(content, out_dir / f"{stem}.tflite", handle, make_result, clock=clock, check=check, data=data,
                    samples=samples, say=say)
-
-
-def _check_int8(graph, handle, input_kind: str, notes: list[str]) -> None:
-    """Fail before calibration when the lowered fp32 ``graph`` cannot become the int8 file asked for: every op
-    kind with no int8 mapping at once (``int8_plan``), or a first layer that cannot take pixels. Notes the
-    ops that will run in float."""
-    from edgekit.export.tflite.pixel_input import PixelInputNotApplicable, take_pixel_input
-    from edgekit.export.tflite.quantize import int8_plan
-
-    note = int8_plan(graph).note()
-    if note:
-        notes.append(note)
-    if input_kind != "normalized":
-        try:
-            take_pixel_input(copy.deepcopy(graph), handle.mean, handle.std)
-        except PixelInputNotApplicable as exc:
-            raise ExportError(f"this model cannot take pixels in int8 ({exc}); pass --input normalized") from None
-
-
-def _fold_normalization(graph, handle, images: np.ndarray | None, notes: list[str], int8: bool):
-    """Make ``graph`` take pixels in [0, 1]: the normalisation folded into the convolutions that read the
-    input (exact, and lossless for an int8 input), or for an fp32 graph whose first layer cannot absorb it, a
-    MUL and an ADD in front. Returns the mode and the calibration images in pixel units."""
-    from edgekit.export.tflite.pixel_input import PixelInputNotApplicable, take_pixel_input, to_pixels
-
-    try:
-        fold = take_pixel_input(graph, handle.mean, handle.std)
-        notes.append(f"input normalisation folded into {len(fold.convolutions)} convolution(s)"
-                     + (", so quantizing the input loses nothing" if int8 else ""))
-    except PixelInputNotApplicable as exc:
-        if int8:
-            raise ExportError(f"this model cannot take pixels in int8 ({exc}); pass --input normalized") from None
-        _normalize_in_model(graph, handle.mean, handle.std)
-        notes.append(f"input normalisation applied by a MUL and an ADD in the model ({exc})")
-    return IN_MODEL, None if images is None else to_pixels(images, handle.mean, handle.std, channel_axis=3)
 
 
 def _normalize_in_model(graph, mean, std) -> None:
@@ -324,6 +300,18 @@ def _output_facts(graph) -> list[dict]:
             fact["zero_point"] = int(np.asarray(t.quant.zero_point).ravel()[0])
         facts.append(fact)
     return facts
+
+
+def lower_to_tflite(onnx_model, shuffle_lowering: str):
+    """The fp32 TFLite graph of a prepared fp32 ONNX model (``ptq_steps.prepare_model``), channel shuffles
+    lowered: ``(graph, lowering used, notes, layout transposes)``. A folded input normalisation makes the
+    graph take pixels. Raises ExportError listing every op that cannot be lowered."""
+    from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
+
+    graph, layout_transposes = onnx_to_tflite_graph(onnx_model)
+    used, notes = lower_channel_shuffles(graph, shuffle_lowering)
+    lower_pixel_fills(graph)  # after the shuffles: folding them reads every CONCATENATION as channel routing
+    return graph, used, notes, layout_transposes
 
 
 def lower_channel_shuffles(graph, lowering: str) -> tuple[str, list[str]]:

@@ -9,11 +9,15 @@ with ``b' = b - sum(W * mean / std)``. Padding comes first, with the 0 PyTorch p
 with, so the border reads the mean pixel exactly as before: the rewrite is exact in float. Quantized
 with the range [0, 1], the Add's output is the pixel grid itself (scale 1/255), where the normalised
 image would be rounded to one grid coarser than every channel's pixel step.
+
+A backend whose file takes the pixels themselves (TFLite's ``--input bytes|pixels``) reads the prologue
+back with ``pixel_prologue`` and maps it: the input becomes the pixels, the Pad a border of mean pixels.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -24,7 +28,53 @@ from .result import PassResult
 
 #: Name of the tensor holding pixels in [0, 1]; quantizers give it the range PIXEL_RANGE.
 PIXELS = "edgekit_pixels"
+#: The range of pixel inputs, in units of 1/255 of a byte (what ``preprocess`` divides by).
 PIXEL_RANGE = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PixelPrologue:
+    """The prologue ``fold_input_normalization`` put in front of the first Conv, as a backend maps it.
+
+    ``nodes``: the prologue's node names (Pad if any, Mul, Add); ``pads``: the border (top, left, bottom,
+    right) the Conv reads, which holds each channel's mean pixel; ``mean``/``std``: the normalisation per
+    channel; ``conv``: the name of the Conv that reads ``PIXELS``.
+    """
+
+    nodes: tuple[str, ...]
+    pads: tuple[int, int, int, int]
+    mean: np.ndarray
+    std: np.ndarray
+    conv: str
+
+
+def pixel_prologue(model: onnx.ModelProto) -> PixelPrologue | None:
+    """The ``PixelPrologue`` of a model folded by ``fold_input_normalization`` (input -> [Pad] -> Mul ->
+    Add -> ``PIXELS`` -> one Conv), or None when the model has none in that form."""
+    graph = model.graph
+    nodes = {n.name: n for n in graph.node}
+    inits = {t.name: t for t in graph.initializer}
+    pad, mul, add = (nodes.get(f"{PIXELS}_{suffix}") for suffix in ("pad", "mul", "add"))
+    source = graph.input[0].name if graph.input else None
+    if mul is None or add is None or add.output[0] != PIXELS or mul.input[1] not in inits \
+            or add.input[1] not in inits:
+        return None
+    if pad is not None:
+        if pad.input[0] != source or mul.input[0] != pad.output[0] or pad.input[1] not in inits:
+            return None
+        spec = numpy_helper.to_array(inits[pad.input[1]]).astype(int).tolist()  # ONNX: all begins, then ends
+        pads = (spec[2], spec[3], spec[6], spec[7])
+    elif mul.input[0] != source:
+        return None
+    else:
+        pads = (0, 0, 0, 0)
+    readers = [n for n in graph.node if PIXELS in n.input]
+    if len(readers) != 1 or readers[0].op_type != "Conv":
+        return None
+    names = tuple(n.name for n in (pad, mul, add) if n is not None)
+    return PixelPrologue(names, pads, numpy_helper.to_array(inits[add.input[1]]).astype(np.float64).reshape(-1),
+                         numpy_helper.to_array(inits[mul.input[1]]).astype(np.float64).reshape(-1),
+                         readers[0].name or readers[0].output[0])
 
 
 def fold_input_normalization(model: onnx.ModelProto, mean, std) -> PassResult:

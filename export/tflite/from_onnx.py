@@ -11,6 +11,10 @@ layout otherwise. Before lowering, three ONNX rewrites shape the graph for this:
 ``reshape_before_split`` and ``collapse_reshape_chains``; while lowering, a Split or Gather whose pieces all
 reach MatMuls wanting one layout (attention's q, k, v) is transposed once before it (``layout_demand``).
 
+An input normalisation folded into the first convolution (``passes.fold_input_normalization``) makes the
+file take pixels: its float prologue is no op here, and its padding a ``PIXEL_FILL`` pseudo-op that
+``pixel_input.lower_pixel_fills`` turns into mean-pixel border strips.
+
 Channel shuffles (canonical Reshape -> Transpose -> Reshape after edgekit's ONNX passes) become one
 ``SHUFFLE`` pseudo-op that ``edgekit.export.tflite.shuffle`` replaces with real TFLite ops. Nodes whose
 inputs are all constants are evaluated here (shape arithmetic onnxsim left). Every node that cannot be
@@ -28,6 +32,8 @@ from onnx import numpy_helper
 from edgekit.errors import ExportError
 from edgekit.export.passes.fuse_gelu import fuse_gelu
 from edgekit.export.tflite.collapse_reshape_chains import collapse_reshape_chains
+from edgekit.export.tflite.fold_add_into_bias import fold_add_into_bias
+from edgekit.export.tflite.fold_scale_into_next_conv import fold_scale_into_next_conv
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.lower_pointwise import PointwiseOps
 from edgekit.export.tflite.lower_spatial import SpatialOps
@@ -277,7 +283,7 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
             ir = self.define(inp.name)
             self.g.inputs.append(ir)
         shuffles = {m.nodes[0]: m for m in find_channel_shuffles(self.model) if m.canonical}
-        skip: set[str] = set()
+        skip: set[str] = set(self._lower_pixel_prologue())
         tainted: set[str] = set()  # ONNX tensors computed from an unsupported node
         for node in graph.node:
             if node.name in skip:
@@ -328,6 +334,28 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         self.g.remove_unused()
         self._name_outputs_as_onnx(graph)
         return self.g
+
+    def _lower_pixel_prologue(self) -> tuple[str, ...]:
+        """Map the prologue of ``fold_input_normalization`` (input -> [Pad] -> Mul(std) -> Add(mean) -> the
+        pixels) to a file that takes the pixels: the IR input is the pixel image, the Pad a ``PIXEL_FILL``
+        pseudo-op (its border of mean pixels, which ``pixel_input.lower_pixel_fills`` turns into real ops
+        once channel shuffles are lowered), Mul/Add no op. Returns the prologue's node names."""
+        from edgekit.export.passes.fold_input_normalization import PIXELS, pixel_prologue
+
+        prologue = pixel_prologue(self.model)
+        if prologue is None:
+            return ()
+        x = self.names[self.model.graph.input[0].name]
+        top, left, bottom, right = prologue.pads
+        if not any(prologue.pads):
+            self.bind(PIXELS, x, NHWC)
+            return prologue.nodes
+        n, h, w, c = self.g.shape(x)
+        padded = self.g.add_tensor(x + "_pixel_fill", (n, h + top + bottom, w + left + right, c))
+        self.g.ops.append(Op("PIXEL_FILL", [x], [padded], {"paddings": [[0, 0], [top, bottom], [left, right], [0, 0]],
+                                                            "mean": prologue.mean}, prologue.conv))
+        self.bind(PIXELS, padded, NHWC)
+        return prologue.nodes
 
     def _name_outputs_as_onnx(self, graph) -> None:
         # Apps look outputs up by name: an output whose IR tensor got another name on the way (a flatten, a
@@ -437,12 +465,15 @@ def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:
     """Lower a simplified, shuffle-canonical ONNX model to edgekit's TFLite graph.
 
     GELUs spelled out in elementwise ops are fused first (``passes.fuse_gelu``) and chains of Reshapes and
-    Transposes collapsed (``collapse_reshape_chains``). Returns the graph and the
+    Transposes collapsed (``collapse_reshape_chains``); after lowering, constants next to convolutions join
+    their bias or weights (``fold_add_into_bias``, ``fold_scale_into_next_conv``). Returns the graph and the
     number of layout TRANSPOSEs it needed (0 for pure CNNs such as ShuffleNetV2).
     Raises ExportError listing every node that cannot be lowered (grouped by op type), not only the first.
     """
     lowering = _Lowering(_prepared(model))
     graph = lowering.run()
+    fold_add_into_bias(graph)
+    fold_scale_into_next_conv(graph)
     return graph, lowering.layout_transposes
 
 

@@ -1,132 +1,57 @@
-"""Pixel input: fold the model's ``(x - mean) / std`` normalisation into its first convolutions.
+"""Pixel input in TFLite: the mean-pixel border of a folded first convolution, as ops XNNPACK runs.
 
-An int8 model whose input is the normalised image has to requantize it on one per-tensor grid that is
-coarser than the pixel grid of every channel (ImageNet normalisation: 4.76/255 per code against 1/255/std,
-i.e. 4.37 to 4.44/255); on ShuffleNetV2 1.0x that rounding alone costs 0.005 of logit cosine, a quarter of
-all the int8 error. With the normalisation inside the model the int8 input is the camera byte itself
-(``q = pixel - 128``, scale 1/255, zero point -128): lossless, and an app needs no float preprocessing.
+The normalisation itself is folded on the ONNX graph, once for both formats
+(``passes.fold_input_normalization``): the first convolution reads pixels in [0, 1] with weights ``W / std``,
+and its border holds each channel's mean pixel (the pixel that normalises to the 0 PyTorch pads with), so
+the fold is exact. An int8 model whose input is the normalised image would requantize it on one per-tensor
+grid coarser than every channel's pixel grid (ImageNet normalisation: 4.76/255 per code against
+1/255/std, i.e. 4.37 to 4.44/255); with the normalisation inside the model the int8 input is the camera
+byte itself (``q = pixel - 128``, scale 1/255, zero point -128): lossless, and an app needs no float
+preprocessing.
 
-The fold is exact in float: a convolution reading the normalised input computes
-``conv(W, pad_0((x - m) / s)) = conv(W / s, pad_m(x)) - sum(W * m / s)``, where ``pad_m`` pads channel ``c``
-with its mean ``m_c`` (the pixel that normalises to the 0 PyTorch pads with). TFLite's PAD/PADV2 fill
-every channel with one value (and XNNPACK runs neither PADV2 nor per-channel fills), so the fill is
-constant border strips of mean pixels joined to the image by CONCATENATION: delegable, sharing the
-input's int8 scale (no requantisation), each fill rounded to the nearest pixel code.
+What is TFLite's own is the border: PAD/PADV2 fill every channel with one value (and XNNPACK runs neither
+PADV2 nor per-channel fills), so the lowering (``from_onnx``) emits constant border strips of mean pixels
+joined to the image by CONCATENATION: delegable, sharing the input's int8 scale (no requantisation), each
+fill rounded to the nearest pixel code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE  # noqa: F401  (re-exported)
 from edgekit.export.tflite.ir import Graph, Op
 
-#: Metadata value of ``input_normalization`` for a model folded by ``take_pixel_input``.
+#: Metadata value of ``input_normalization`` for a model that takes pixels and normalises them itself.
 IN_MODEL = "in-model"
-#: The range of pixel inputs, in units of 1/255 of a byte (what ``preprocess`` divides by).
-PIXEL_RANGE = (0.0, 1.0)
 
 
-class PixelInputNotApplicable(Exception):
-    """The graph's input is read by something other than convolutions (so the fold would not be exact)."""
-
-
-@dataclass
-class PixelInputFold:
-    """What ``take_pixel_input`` did: which convolutions absorbed the normalisation, and the fill ops."""
-
-    convolutions: list[str]
-    padded: int
-
-
-def take_pixel_input(graph: Graph, mean, std) -> PixelInputFold:
-    """Make ``graph`` (fp32 NHWC, one input) read pixels in [0, 1] instead of ``(pixels - mean) / std``.
-
-    Every reader of the input must be a CONV_2D, directly or through one zero PAD; each gets weights
-    divided by ``std`` per input channel, its bias reduced by the mean's contribution, and its padding
-    (PAD, or SAME padding made explicit) filled per channel with ``mean``. Raises
-    ``PixelInputNotApplicable`` (and leaves ``graph`` untouched) when another op reads the input, or the
-    channel count differs from ``len(mean)``.
-    """
-    x = graph.inputs[0]
-    channels = graph.shape(x)[-1]
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(std, dtype=np.float64).reshape(-1)
-    if len(mean) != channels or len(std) != channels:
-        raise PixelInputNotApplicable(f"the input has {channels} channels but mean/std have {len(mean)}")
-    if np.any(std <= 0):
-        raise PixelInputNotApplicable("std has a value <= 0")
-    readers = graph.consumers().get(x, [])
-    plans = []
-    for op in readers:
-        pad = None
-        conv = op
-        if op.kind == "PAD":
-            users = graph.consumers().get(op.outputs[0], [])
-            if len(users) != 1 or users[0].kind != "CONV_2D" or op.outputs[0] in graph.outputs:
-                raise PixelInputNotApplicable("the input's padding is read by something other than one convolution")
-            pad, conv = op, users[0]
-        if conv.kind != "CONV_2D" or conv.inputs[0] != (pad.outputs[0] if pad else x):
-            raise PixelInputNotApplicable(f"the input is read by {op.kind}, not only by convolutions")
-        if graph.shape(conv.inputs[1])[-1] != channels:
-            raise PixelInputNotApplicable("a grouped convolution reads the input")
-        if pad is not None and conv.options.get("padding", "VALID") == "SAME":
-            raise PixelInputNotApplicable("the input is padded twice (PAD, then a SAME convolution)")
-        plans.append((pad, conv))
-    if not plans:
-        raise PixelInputNotApplicable("nothing reads the input")
-
-    names = []
-    padded = 0
-    for pad, conv in plans:
-        paddings = _paddings(graph, pad, conv)
-        w = graph.tensors[conv.inputs[1]].data.astype(np.float64)  # OHWI
-        b = graph.tensors[conv.inputs[2]].data.astype(np.float64)
-        w_folded = w / std.reshape(1, 1, 1, -1)
-        b_folded = b - (w * (mean / std).reshape(1, 1, 1, -1)).sum(axis=(1, 2, 3))
-        conv.inputs[1] = graph.add_constant(conv.inputs[1] + "_pixels", w_folded.astype(np.float32))
-        conv.inputs[2] = graph.add_constant(conv.inputs[2] + "_pixels", b_folded.astype(np.float32))
-        names.append(conv.name or conv.outputs[0])
-        if pad is not None:
-            graph.ops.remove(pad)
-        if paddings is None:
-            conv.inputs[0] = x
-            continue
-        conv.options["padding"] = "VALID"
-        filled = _fill_per_channel(graph, x, paddings, mean, conv)
-        graph.ops[graph.ops.index(conv):graph.ops.index(conv)] = filled
-        conv.inputs[0] = filled[-1].outputs[0]
-        padded += 1
+def lower_pixel_fills(graph: Graph) -> int:
+    """Replace every ``PIXEL_FILL`` pseudo-op of ``graph`` (from ``from_onnx``: its input padded with
+    ``options["mean"]`` per channel by ``options["paddings"]``) with ``fill_per_channel``'s strips, which
+    its readers then read. Returns how many were lowered."""
+    count = 0
+    for op in [op for op in graph.ops if op.kind == "PIXEL_FILL"]:
+        ops = fill_per_channel(graph, op.inputs[0], op.options["paddings"], op.options["mean"], op.name)
+        graph.replace_uses(op.outputs[0], ops[-1].outputs[0])
+        at = graph.ops.index(op)
+        graph.ops[at:at + 1] = ops
+        count += 1
     graph.remove_unused()
-    return PixelInputFold(convolutions=names, padded=padded)
+    return count
 
 
-def _paddings(graph: Graph, pad: Op | None, conv: Op) -> list[list[int]] | None:
-    """``[[0, 0], [top, bottom], [left, right], [0, 0]]`` the convolution reads, or None for none."""
-    if pad is not None:
-        p = graph.tensors[pad.inputs[1]].data.astype(int).tolist()
-        return p if any(any(row) for row in p) else None
-    if conv.options.get("padding", "VALID") != "SAME":
-        return None
-    _, h, w, _ = graph.shape(conv.inputs[0])
-    _, kh, kw, _ = graph.shape(conv.inputs[1])
-    sh, sw = conv.options.get("stride", (1, 1))
-    rows = []
-    for size, k, s in ((h, kh, sh), (w, kw, sw)):
-        total = max((-(-size // s) - 1) * s + k - size, 0)
-        rows.append([total // 2, total - total // 2])
-    return [[0, 0], rows[0], rows[1], [0, 0]] if any(any(r) for r in rows) else None
+def fill_per_channel(graph: Graph, x: str, paddings, mean: np.ndarray, name: str) -> list[Op]:
+    """Ops padding NHWC ``x`` with constant strips of per-channel ``mean`` pixels: one CONCATENATION per
+    padded axis (width first, then height), named after ``name`` (the convolution that reads them).
 
-
-def _fill_per_channel(graph: Graph, x: str, paddings, mean: np.ndarray, conv: Op) -> list[Op]:
-    """Pad ``x`` with constant strips of per-channel ``mean`` pixels: one CONCATENATION per padded axis.
-
-    Constant border strips joined to the image keep every op delegable to XNNPACK (which runs
-    CONCATENATION but not PADV2), and all of them share the input's int8 scale.
+    ``paddings``: ``[[0, 0], [top, bottom], [left, right], [0, 0]]``. The strips are constants added to
+    ``graph``; the ops are returned for the caller to place, the last one's output being the padded image.
+    Constant strips joined to the image keep every op delegable to XNNPACK (which runs CONCATENATION but
+    not PADV2), and all of them share the input's int8 scale.
     """
-    n, h, w, c = graph.shape(x)
-    base = (conv.name or conv.outputs[0]) + "_pixel_fill"
+    base = name + "_pixel_fill"
+    mean = np.asarray(mean, np.float64).reshape(-1)
     ops: list[Op] = []
     current = x
     for axis, (before, after) in ((2, paddings[2]), (1, paddings[1])):
@@ -140,11 +65,11 @@ def _fill_per_channel(graph: Graph, x: str, paddings, mean: np.ndarray, conv: Op
                 strip[axis] = size
                 value = np.broadcast_to(mean.astype(np.float32), strip).copy()
                 parts.append((side, graph.add_constant(f"{base}_axis{axis}_{side}", value)))
-        inputs = [name for side, name in parts if side == "before"] + [current]
-        inputs += [name for side, name in parts if side == "after"]
+        inputs = [strip for side, strip in parts if side == "before"] + [current]
+        inputs += [strip for side, strip in parts if side == "after"]
         shape[axis] += before + after
         out = graph.add_tensor(f"{base}_axis{axis}", shape)
-        ops.append(Op("CONCATENATION", inputs, [out], {"axis": axis}, conv.name))
+        ops.append(Op("CONCATENATION", inputs, [out], {"axis": axis}, name))
         current = out
     return ops
 

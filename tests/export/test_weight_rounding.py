@@ -99,3 +99,89 @@ def test_symmetric_rounding_matches_the_tflite_int8_weights():
     q, quant = quantize_per_channel(w, 0)
     dequantized = q.astype(np.float64) * quant.scale.astype(np.float64).reshape(-1, 1, 1, 1)
     np.testing.assert_allclose(symmetric_per_channel_rounding(w, 0), dequantized, rtol=1e-6, atol=1e-12)
+
+
+# --- correct_weight_rounding: the pass on the fp32 ONNX graph -----------------------------------------------
+
+
+def _onnx_model(kind: str, bias: bool = True, seed: int = 0):
+    """x (1, 4, 6, 6) -> ``kind``: a 3x3 Conv of 6 channels, a depthwise 3x3 Conv (multiplier 2), or
+    GlobalAveragePool -> Flatten -> Gemm (x @ W^T + c)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+    if kind == "gemm":
+        w = rng.normal(0, 0.5, (5, 4))
+        nodes += [helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
+                  helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+                  helper.make_node("Gemm", ["f", "w"] + (["b"] if bias else []), ["y"], name="layer", transB=1)]
+    else:
+        group = 4 if kind == "depthwise" else 1
+        w = rng.normal(0, 0.5, (8 if group > 1 else 6, 4 // group, 3, 3))
+        nodes.append(helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="layer", group=group))
+    inits.append(numpy_helper.from_array(w.astype(np.float32), "w"))
+    if bias:
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, len(w)).astype(np.float32), "b"))
+    graph = helper.make_graph(nodes, "one_layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def _positive_images(count: int, seed: int = 1) -> np.ndarray:
+    """Inputs with a large mean per channel, as after a ReLU or for pixels: where rounding shifts outputs.
+    Constant over positions, so every window's mean is the channel's mean (no border effect)."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0, 1, (count, 4, 1, 1)) + np.array([0.5, 1.0, 2.0, 3.0]).reshape(1, 4, 1, 1)
+    return np.broadcast_to(values, (count, 4, 6, 6)).astype(np.float32)
+
+
+def _rounded(model, qmax: int = 127):
+    """``model`` with its layer's weights rounded as the int8 backends round them."""
+    import copy
+
+    from onnx import numpy_helper
+
+    out = copy.deepcopy(model)
+    for t in out.graph.initializer:
+        if t.name == "w":
+            w = numpy_helper.to_array(t).astype(np.float64)
+            t.CopyFrom(numpy_helper.from_array(symmetric_per_channel_rounding(w, 0, qmax).astype(np.float32), "w"))
+    return out
+
+
+def _mean_output(model, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = np.concatenate([session.run(None, {"x": image[None]})[0] for image in images]).astype(np.float64)
+    return y.mean(axis=tuple(i for i in range(y.ndim) if i != 1))
+
+
+@pytest.mark.parametrize("kind", ["conv", "depthwise", "gemm"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_corrected_biases_cancel_the_mean_shift_of_rounding(kind, bias):
+    from edgekit.export.weight_rounding import correct_weight_rounding
+
+    model, images = _onnx_model(kind, bias), _positive_images(8)
+    corrected, result = correct_weight_rounding(model, images)
+    assert result.corrected == ["layer"] and result.on_grid == []
+    float_mean = _mean_output(model, images)
+    shift = np.abs(_mean_output(_rounded(model), images) - float_mean).max()
+    assert shift > 1e-4  # rounding moves the mean, so the test can fail
+    np.testing.assert_allclose(_mean_output(_rounded(corrected), images), float_mean, atol=shift / 100, rtol=0)
+
+
+def test_layers_on_their_grid_are_left_alone_without_running_the_images():
+    from edgekit.export.weight_rounding import correct_weight_rounding
+
+    model = _rounded(_onnx_model("conv"))
+    corrected, result = correct_weight_rounding(model, None)  # no images: none are needed
+    assert result.on_grid == ["layer"] and result.corrected == []
+    assert corrected.SerializeToString() == model.SerializeToString()
+    # 7-bit weights have another grid: the 8-bit rounding is off it
+    _, seven = correct_weight_rounding(model, _positive_images(4), qmax=64)
+    assert seven.corrected == ["layer"]
