@@ -81,6 +81,16 @@ XNNPACK_FLOAT_ONLY: dict[str, str] = {kind: _XNNPACK_FLOAT for kind in (
 #: QUANTIZE (a float island; consecutive ones share one).
 FLOAT_OPS: dict[str, str] = {**NO_INT8_KERNEL, **XNNPACK_FLOAT_ONLY}
 
+#: Why ``norm_statistics_ops`` run in float. A norm's variance is a mean of squares whose per-tensor int8 steps
+#: are coarse next to the smallest variances (MobileViT-xxs: variances from 0.013 to 18.4, step 0.072), and
+#: 1/sqrt of it magnifies that error, and the centered values' own steps, for exactly those tokens.
+#: MobileViT-xxs (zoo init, 16 crops, TFLite int8): logit cosine 0.872 with its norms in int8 (RSQRT alone in
+#: float), 0.967 with variance to normalized values in float, 0.971 with the centering too; one XNNPACK
+#: partition and as many DEQUANTIZE/QUANTIZE each way (the RSQRT islands grow to hold them).
+NORM_STATISTICS = ("a norm from its input to the normalized values: int8 steps of the variance erase "
+                   "low-variance tokens")
+NORM_STATISTICS_KEY = "norm statistics (MEAN/SUB/MUL/ADD)"
+
 # Op kind -> (data input, weight input, bias input, per-channel axis of the weights).
 _WEIGHTS = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3), "FULLY_CONNECTED": (0, 1, 2, 0),
             "TRANSPOSE_CONV": (2, 1, 3, 0)}
@@ -207,7 +217,8 @@ def quantize_graph(
 
     Ops in ``float_ops`` (kind -> why; default ``FLOAT_OPS``, for XNNPACK; ``NO_INT8_KERNEL`` for LiteRT's
     builtin kernels alone) run in float: a DEQUANTIZE in front of and a QUANTIZE behind each run of them
-    (``int8_plan`` says which). ``float_nodes`` names single ops to keep in float the same way, whatever their
+    (``int8_plan`` says which), and so do the ops that compute a norm's variance and apply its reciprocal root
+    (``norm_statistics_ops``). ``float_nodes`` names single ops to keep in float the same way, whatever their
     kind, by their first output tensor (mixed precision: ``mixed_precision`` keeps the sensitive first
     layers of BatchNorm networks in float; their weights and biases stay float). Raises ``ExportError``
     listing every op kind with no int8 mapping, for a float tensor without a calibrated range, a
@@ -221,6 +232,7 @@ def quantize_graph(
     if unknown:
         raise ExportError(f"float_nodes names tensors no op produces first: {', '.join(unknown[:3])}; name each "
                           "op by its first output tensor")
+    float_nodes = set(float_nodes) | {op.outputs[0] for op in norm_statistics_ops(graph)}
     g = copy.deepcopy(graph)
     _square_as_mul(g)
 
@@ -297,12 +309,54 @@ def int8_plan(graph: Graph, float_ops: Mapping[str, str] = FLOAT_OPS) -> Int8Pla
             floating.setdefault(op.kind, []).append(node)
         elif op.kind not in QUANTIZABLE_OPS and op.kind != "SQUARE":
             missing.setdefault(op.kind, []).append(node)
+    norms = [op.name or op.outputs[0] for op in norm_statistics_ops(graph) if op.kind not in float_ops]
+    if norms:
+        floating[NORM_STATISTICS_KEY] = norms
     if missing:
         listed = "; ".join(f"{kind} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:3])}"
                            f"{', ...' if len(nodes) > 3 else ''})" for kind, nodes in missing.items())
         raise ExportError(f"no int8 quantization in edgekit for {len(missing)} op kind(s): {listed}; "
                           "export without --int8 (fp32 TFLite) or with --format onnx --int8 instead")
-    return Int8Plan(floating, {kind: float_ops[kind] for kind in floating})
+    return Int8Plan(floating, {kind: float_ops.get(kind, NORM_STATISTICS) for kind in floating})
+
+
+def norm_statistics_ops(graph: Graph) -> list[Op]:
+    """The ops of each decomposed norm from its input to the normalized values, in graph order.
+
+    Found from every RSQRT or SQRT whose input is, through ADDs of a constant (epsilon), a MEAN or SUM of a
+    square (``SQUARE`` or ``MUL(d, d)``): the centering (``d = SUB(x, MEAN(x))``, where ``d`` is that), the
+    square, the reduction, the ADDs, the root itself and the MULs (RSQRT) or DIVs (SQRT) that read the root.
+    LayerNorm over the last axis (transformer blocks) and over channels (ConvNeXt) both lower to this chain.
+    """
+    producers, users = graph.producers(), graph.consumers()
+    found: set[int] = set()
+    for op in graph.ops:
+        if op.kind not in ("RSQRT", "SQRT") or not op.inputs:
+            continue
+        chain = [op]
+        made_by = producers.get(op.inputs[0])
+        while made_by is not None and made_by.kind == "ADD" and len(made_by.inputs) == 2:
+            data = [n for n in made_by.inputs if not graph.tensors[n].is_constant]
+            if len(data) != 1:
+                break
+            chain.append(made_by)
+            made_by = producers.get(data[0])
+        if made_by is None or made_by.kind not in ("MEAN", "SUM"):
+            continue
+        chain.append(made_by)
+        square = producers.get(made_by.inputs[0])
+        if square is None or not (square.kind == "SQUARE" or square.kind == "MUL"
+                                  and square.inputs[0] == square.inputs[1]):
+            continue
+        chain.append(square)
+        center = producers.get(square.inputs[0])
+        if center is not None and center.kind == "SUB" and len(center.inputs) == 2:
+            mean = producers.get(center.inputs[1])
+            if mean is not None and mean.kind == "MEAN" and mean.inputs[0] == center.inputs[0]:
+                chain += [center, mean]
+        applies = "MUL" if op.kind == "RSQRT" else "DIV"
+        found.update(id(o) for o in [*chain, *(u for u in users[op.outputs[0]] if u.kind == applies)])
+    return [op for op in graph.ops if id(op) in found]
 
 
 def _square_as_mul(graph: Graph) -> None:

@@ -493,3 +493,67 @@ def test_a_constant_addend_is_quantized_on_its_partners_scale_and_stays_in_xnnpa
     assert q.tensors[eps].quant.scale[0] == q.tensors[a].quant.scale[0]
     assert xnnpack_partitions(write_tflite(q)) == 1
     assert cosine(run(write_tflite(g), images[:4]), run(write_tflite(q), images[:4])) > 0.999
+
+
+def _layer_norm(g: Graph, x: str) -> str:
+    """LayerNorm over channels as the lowering emits it: MEAN, SUB, MUL(d, d), MEAN, ADD eps, RSQRT, MUL, MUL
+    gamma, ADD beta."""
+    stat = SHAPE[:3] + (1,)
+    axes = g.int32_constant("norm_axes", [3])
+    mean = _op(g, "MEAN", [x, axes], stat, keep_dims=True)
+    d = g.add_tensor("centered", SHAPE)
+    g.ops.append(Op("SUB", [x, mean], [d], {}, "norm"))
+    sq = g.add_tensor("square", SHAPE)
+    g.ops.append(Op("MUL", [d, d], [sq], {}, "norm"))
+    var = g.add_tensor("var", stat)
+    g.ops.append(Op("MEAN", [sq, axes], [var], {"keep_dims": True}, "norm"))
+    var_eps = g.add_tensor("var_eps", stat)
+    g.ops.append(Op("ADD", [var, g.add_constant("eps", np.array(1e-5, np.float32))], [var_eps], {}, "norm"))
+    rstd = g.add_tensor("rstd", stat)
+    g.ops.append(Op("RSQRT", [var_eps], [rstd], {}, "norm"))
+    normed = g.add_tensor("normed", SHAPE)
+    g.ops.append(Op("MUL", [d, rstd], [normed], {}, "norm"))
+    gamma = g.add_constant("gamma", np.linspace(0.5, 1.5, SHAPE[3], dtype=np.float32))
+    scaled = g.add_tensor("scaled", SHAPE)
+    g.ops.append(Op("MUL", [normed, gamma], [scaled], {}, "norm"))
+    out = g.add_tensor("out", SHAPE)
+    g.ops.append(Op("ADD", [scaled, g.add_constant("beta", np.full(SHAPE[3], 0.1, np.float32))], [out], {}, "norm"))
+    return out
+
+
+def _tokens_of_many_scales(count: int, seed: int) -> np.ndarray:
+    """Pixels whose channel vectors differ in spread by 100x, as transformer tokens do."""
+    rng = np.random.default_rng(seed)
+    spread = np.exp(rng.uniform(np.log(0.05), np.log(5.0), (count, *SHAPE[1:3], 1)))
+    return (rng.normal(0, 1, (count, *SHAPE[1:])) * spread + rng.normal(0, 1, (count, *SHAPE[1:3], 1))).astype(
+        np.float32)
+
+
+def test_a_norms_variance_and_reciprocal_root_run_in_float(monkeypatch):
+    """Per-tensor int8 steps of the variance are coarse next to small variances, and 1/sqrt magnifies the
+    error for those tokens: the centering, the square, its MEAN, the epsilon ADD, RSQRT and the MUL that
+    applies it stay in float, inside one XNNPACK partition, and the output is as close to float as its
+    own int8 step allows."""
+    from edgekit.export.tflite import quantize
+    from edgekit.export.tflite.inspect import xnnpack_partitions
+
+    g, x = _graph()
+    g.outputs.append(_layer_norm(g, x))
+    chain = [op.outputs[0] for op in quantize.norm_statistics_ops(g)]
+    assert chain == ["mean", "centered", "square", "var", "var_eps", "rstd", "normed"]
+    plan = int8_plan(g)
+    assert plan.float_ops[quantize.NORM_STATISTICS_KEY] == ["mean_node"] + ["norm"] * 5
+    assert plan.float_ops["RSQRT"] == ["norm"]
+    ranges = calibrate_ranges(g, _tokens_of_many_scales(32, seed=1))
+    q = quantize_graph(g, ranges)
+    assert all(q.tensors[n].dtype == "float32" for n in chain)
+    assert q.histogram()["DEQUANTIZE"] == 1 and q.histogram()["QUANTIZE"] == 1
+    content = write_tflite(q)
+    assert xnnpack_partitions(content) == 1
+    test = _on_int8_input(q, _tokens_of_many_scales(8, seed=2))
+    want = run(write_tflite(g), test, False)
+    got = run(content, test)
+    assert cosine(got, want) > 0.999
+    monkeypatch.setattr(quantize, "norm_statistics_ops", lambda graph: [])
+    all_int8 = run(write_tflite(quantize_graph(g, ranges)), test)
+    assert 1 - cosine(all_int8, want) > 10 * (1 - cosine(got, want))
