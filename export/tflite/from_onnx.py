@@ -32,6 +32,8 @@ from onnx import numpy_helper
 from edgekit.errors import ExportError
 from edgekit.export.passes.fuse_gelu import fuse_gelu
 from edgekit.export.tflite.collapse_reshape_chains import collapse_reshape_chains
+from edgekit.export.tflite.fold_add_into_bias import fold_add_into_bias
+from edgekit.export.tflite.fold_scale_into_next_conv import fold_scale_into_next_conv
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.lower_pointwise import PointwiseOps
 from edgekit.export.tflite.lower_spatial import SpatialOps
@@ -463,12 +465,15 @@ def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:
     """Lower a simplified, shuffle-canonical ONNX model to edgekit's TFLite graph.
 
     GELUs spelled out in elementwise ops are fused first (``passes.fuse_gelu``) and chains of Reshapes and
-    Transposes collapsed (``collapse_reshape_chains``). Returns the graph and the
+    Transposes collapsed (``collapse_reshape_chains``); after lowering, constants next to convolutions join
+    their bias or weights (``fold_add_into_bias``, ``fold_scale_into_next_conv``). Returns the graph and the
     number of layout TRANSPOSEs it needed (0 for pure CNNs such as ShuffleNetV2).
     Raises ExportError listing every node that cannot be lowered (grouped by op type), not only the first.
     """
     lowering = _Lowering(_prepared(model))
     graph = lowering.run()
+    fold_add_into_bias(graph)
+    fold_scale_into_next_conv(graph)
     return graph, lowering.layout_transposes
 
 

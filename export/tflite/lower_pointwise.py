@@ -96,7 +96,9 @@ class PointwiseOps:
         """``clamp(alpha * x + beta, 0, 1)``. For PyTorch's alpha = 1/6 it is ``relu6(x + 3) * (1/6)``: ADD with a
         fused RELU6, then MUL. PyTorch divides by 6 instead; measured on 2**18 values in [-4, 4], MUL is within
         6e-8 of PyTorch (75% bit-equal) on XNNPACK and the builtin kernels, DIV is bit-equal, but DIV has no int8
-        kernel in XNNPACK and MUL has. Other alphas: MUL, ADD with fused RELU, MINIMUM 1."""
+        kernel in XNNPACK and MUL has. Other alphas: MUL, ADD with fused RELU, MINIMUM 1. After a convolution (a
+        squeeze-excite gate) the ADD later joins its bias (``fold_add_into_bias``) and the MUL the next
+        convolution's weights (``fold_scale_into_next_conv``)."""
         a = _attrs(node)
         alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
         if alpha <= 0:

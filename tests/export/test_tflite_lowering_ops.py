@@ -77,7 +77,7 @@ def conv(c=4, **kw):
     (nn.ReLU(), set()), (nn.ReLU6(), set()), (nn.Hardtanh(), set()),  # fused into the conv
     (lambda x: x.clamp(0, 1), {"MINIMUM"}), (lambda x: x.clamp(-0.5, 0.7), {"MAXIMUM", "MINIMUM"}),
     (lambda x: x.clamp(min=0.25), {"MAXIMUM"}), (lambda x: x.clamp(max=0.25), {"MINIMUM"}),
-    (nn.Hardswish(), {"HARD_SWISH"}), (nn.Hardsigmoid(), {"ADD", "MUL"}), (nn.Sigmoid(), {"LOGISTIC"}),
+    (nn.Hardswish(), {"HARD_SWISH"}), (nn.Hardsigmoid(), {"MUL"}), (nn.Sigmoid(), {"LOGISTIC"}),
     (nn.SiLU(), {"LOGISTIC", "MUL"}), (nn.Tanh(), {"TANH"}), (nn.LeakyReLU(0.1), {"LEAKY_RELU"}),
     (nn.PReLU(4), {"PRELU"}), (nn.PReLU(), {"PRELU"}), (nn.ELU(), {"ELU"}),
     (nn.GELU(), {"GELU"}), (nn.GELU(approximate="tanh"), {"GELU"}),
