@@ -10,6 +10,7 @@ time would.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from math import isqrt
 
 import numpy as np
 
@@ -175,6 +176,12 @@ class _Extreme:
         self.bound: float | None = None
 
     def add(self, values: np.ndarray) -> None:
+        head = max(4 * self.k, isqrt(len(values) * self.k))
+        if self.bound is None and len(values) > 2 * head:
+            # Nothing to filter the first values with yet: a cut of a slice gives a bound, so the rest is
+            # filtered instead of partitioned whole (ResNet-18, 16 images of 802,816 values per run: 16 -> 2 s)
+            self.add(values[:head])
+            values = values[head:]
         if self.bound is not None:
             values = values[values < self.bound] if self.smallest else values[values > self.bound]
         if len(values):
