@@ -22,9 +22,9 @@ SHAPE = (1, 16, 16, 3)
 
 def stem_net(seed: int = 0) -> Graph:
     """A MobileNet-style start: conv 3x3 stride 2 (RELU6) -> depthwise 3x3 (RELU6) -> conv 1x1 -> conv 1x1
-    (RELU6, output 0: features) -> mean -> fully connected (output 1: logits). Three stem channels are 50x smaller than the rest and the
-    depthwise layer gives them 50x gains, as BatchNorm does to channels with little variance: their
-    quantization noise is amplified."""
+    (RELU6, output 0: features) -> mean -> fully connected (output 1: logits). Three stem channels are 50x
+    smaller than the rest and the depthwise layer gives them 50x gains, as BatchNorm does to channels with
+    little variance: their quantization noise is amplified."""
     rng = np.random.default_rng(seed)
     g = Graph()
     x = g.add_tensor("input", SHAPE)
@@ -136,6 +136,8 @@ def test_the_shared_policy_grows_until_the_target_within_the_budget():
     # a prefix that does not help is not taken; nothing helps: all int8
     assert grow_float_prefix(shares, lambda k: [0.97, 0.96, 0.975, 0.974, 0.99][k], max_macs=0.1).convs == 2
     assert grow_float_prefix(shares, lambda k: 0.97 - k / 100, max_macs=0.5).convs == 0
+    # a prefix that takes less than MIN_ERROR_CUT off the error does not pay for its float multiply-adds
+    assert grow_float_prefix(shares, lambda k: 0.945 + k / 5000, max_macs=0.5) == FloatLayers(0, 0.0, 0.945, 0.945)
 
 
 def test_float_fallback_measures_prefixes_in_litert_and_reports_them(calibrated):
