@@ -11,7 +11,7 @@ does and why the result has no requantize (QUANTIZE int8 -> int8) ops. Ranges co
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,10 +235,8 @@ def quantize_graph(
     float_nodes = set(float_nodes) | {op.outputs[0] for op in norm_statistics_ops(graph)}
     g = copy.deepcopy(graph)
     _square_as_mul(g)
-
-    def in_float(op: Op) -> bool:
-        return op.kind in float_ops or bool(op.outputs) and op.outputs[0] in float_nodes
-
+    # by identity: _isolate_float_ops renames a graph output that a float op makes
+    in_float = {id(op) for op in g.ops if op.kind in float_ops or op.outputs and op.outputs[0] in float_nodes}
     floating, ranges = _isolate_float_ops(g, ranges, in_float, keep_float_outputs=io == "float")
     weights = _weight_inputs(g)
     pad_values = {op.inputs[2] for op in g.ops if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2]}
@@ -262,13 +260,15 @@ def quantize_graph(
             t.dtype, t.quant = "int8", copy.deepcopy(quant)
 
     for op in g.ops:
+        if id(op) in in_float:
+            continue
         if op.kind == "PADV2" and op.inputs[2:3] and op.inputs[2]:
             # Padding with the input's params: -FLT_MAX (max-pool padding) becomes -128, as in TensorFlow.
             quant = g.tensors[op.inputs[0]].quant
             value = graph.tensors[op.inputs[2]].data
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
-        elif op.kind in _WEIGHTS and not in_float(op):
+        elif op.kind in _WEIGHTS:
             data = op.inputs[_WEIGHTS[op.kind][0]]
             _quantize_weights(g, op, graph, (input_means or {}).get(data) if op.kind in WEIGHTED_OPS else None)
     _drop_unused_tensors(g)
@@ -366,18 +366,18 @@ def _square_as_mul(graph: Graph) -> None:
             op.kind, op.inputs = "MUL", [op.inputs[0], op.inputs[0]]
 
 
-def _isolate_float_ops(graph: Graph, ranges: dict, in_float: Callable[[Op], bool], *,
+def _isolate_float_ops(graph: Graph, ranges: dict, in_float: set[int], *,
                        keep_float_outputs: bool) -> tuple[set[str], dict]:
-    """Put every op that ``in_float`` selects between a DEQUANTIZE of its int8 inputs and a QUANTIZE of what
+    """Put every op whose ``id`` is in ``in_float`` between a DEQUANTIZE of its int8 inputs and a QUANTIZE of what
     int8 ops (or, unless ``keep_float_outputs``, the model's outputs) read of its results, in place. Each
     tensor is converted once, so consecutive float ops share one island. Returns the tensors that stay float and
     ``ranges`` extended to the new int8 tensors."""
-    chosen = [op for op in graph.ops if in_float(op)]
+    chosen = [op for op in graph.ops if id(op) in in_float]
     if not chosen:
         return set(), ranges
     ranges = dict(ranges)
     floating = {out for op in chosen for out in op.outputs}
-    chosen_ids = {id(op) for op in chosen}
+    chosen_ids = in_float
     users = graph.consumers()
     twins: dict[str, str] = {}  # tensor -> its twin on the other side of the boundary
     ops: list[Op] = []

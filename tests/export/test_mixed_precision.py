@@ -155,3 +155,17 @@ def test_float_fallback_measures_prefixes_in_litert_and_reports_them(calibrated)
     note = chosen.note()
     assert f"first {chosen.convs} convolutions ({', '.join(chosen.layers)})" in note
     assert f"{chosen.cosine_before:.5f} -> {chosen.cosine_after:.5f}" in note
+
+
+@pytest.mark.parametrize("io", ["int8", "float"])
+def test_an_island_may_make_the_graph_outputs(calibrated, io):
+    """Every op named: the ops making the outputs keep float weights, and the outputs get their edge op."""
+    g, ranges = calibrated
+    q = quantize_graph(g, ranges, io=io, float_nodes={op.outputs[0] for op in g.ops})
+    assert all(t.dtype in ("float32", "int32") for n, t in q.tensors.items() if n not in q.inputs + q.outputs
+               and not n.endswith("_int8"))
+    assert [op.kind for op in q.ops].count("QUANTIZE") == {"int8": 2, "float": 1}[io]
+    content = write_tflite(q)
+    assert xnnpack_partitions(content) == 1
+    x = pixels(4, seed=2)
+    assert cosine(run(content, x), run(write_tflite(g), x, False)) > 0.9999
