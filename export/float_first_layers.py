@@ -49,10 +49,13 @@ class FloatLayers:
 
     def note(self) -> str:
         if self.convs == 0:
-            return (f"all layers int8: the simulated int8 graph is at cosine {self.cosine_before:.5f} from fp32 on "
-                    f"the calibration images (goal {TARGET_COSINE:g})")
+            missed = "" if self.cosine_before >= TARGET_COSINE else (
+                f"; no float prefix within {MAX_FLOAT_MACS:.0%} of the multiply-adds took {MIN_ERROR_CUT:.0%} off "
+                "its error")
+            return (f"all layers int8: the int8 graph is at cosine {self.cosine_before:.5f} from fp32 on the "
+                    f"calibration images (goal {TARGET_COSINE:g}){missed}")
         named = f" ({', '.join(self.layers)})" if self.layers else ""
-        return (f"first {self.convs} convolutions{named} and the ops before them kept in float "
+        return (f"first {self.convs} convolutions{named} and the ops before them run in float "
                 f"({100 * self.mac_share:.1f}% of the multiply-adds), where their quantization noise was amplified "
                 f"most: cosine to fp32 on the calibration images {self.cosine_before:.5f} -> {self.cosine_after:.5f} "
                 f"(goal {TARGET_COSINE:g})")
