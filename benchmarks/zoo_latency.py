@@ -2,6 +2,7 @@
 
     python benchmarks/zoo_latency.py [--models a,b] [--threads 1,2] [--runs 40] [--calib N] [--quick]
                                      [--json] [--out FILE] [--html FILE] [--envs .bench-envs] [--rebuild-peers]
+                                     [--keep DIR]
 
 For each registry model (default: the zoo, every registered model except ShuffleNetV2's other widths,
 AugShuffleNet and the digits net; ShuffleNetV2 1.0x stays as the reference edgekit was built on):
@@ -23,7 +24,9 @@ count and XNNPACK partition count, and each file's parity with PyTorch on two bu
 error; int8: cosine). Models a side cannot export are listed with the reason, never dropped.
 Inputs are fixed pseudo-random tensors of each file's input type: these kernels' time does not depend on
 the values. ``--json`` prints only the JSON record on stdout (progress goes to stderr in every mode);
-``--html FILE`` writes a page with the table and a chart of the ratios. Not part of ``make test``.
+``--html FILE`` writes a page with the table and a chart of the ratios; ``--keep DIR`` keeps edgekit's files
+(litert-torch's stay in .bench-envs/models/zoo/<model>/out) for a per-op comparison with
+``benchmarks/tflite_op_times.py``. Not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -349,6 +352,8 @@ def main() -> None:
     parser.add_argument("--out", default=None,
                         help="also write the JSON record to this file, rewritten after every model (a partial run "
                              "keeps what it measured)")
+    parser.add_argument("--keep", default=None,
+                        help="keep edgekit's files in this folder (<model>/...) for benchmarks/tflite_op_times.py")
     parser.add_argument("--export-one", help=argparse.SUPPRESS)  # the child process of one model's exports
     args = parser.parse_args()
     if args.export_one:
@@ -383,7 +388,8 @@ def main() -> None:
                 "load_average": {"before": list(load_before), "after": list(load_after), "cpus": os.cpu_count()},
                 "note": note, "results": results, "skipped": skipped}
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-zoo-latency-") as tmp:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(
+            prefix="edgekit-zoo-latency-")) as tmp:
         for model in models:
             try:
                 rows = measure_model(model, args, Path(tmp), skipped)
