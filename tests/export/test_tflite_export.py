@@ -255,3 +255,37 @@ def test_int8_without_usable_calibration_images(tmp_path):
 def test_every_reference_model_exports_int8(tmp_path, name):
     result = export_tflite(name, int8=True, calib=32, output_dir=tmp_path, samples=8)
     assert result.parity.passed and result.xnnpack_partitions == 1 and result.layout_transposes == 0
+
+
+_TWO_READERS = """
+    import torch
+    import torch.nn as nn
+
+    class TwoReaders(nn.Module):
+        # the input is read by a convolution and by a skip connection: the normalisation cannot be folded
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return (self.conv(x) + x).mean(dim=(2, 3))
+
+    def two_readers():
+        return TwoReaders()
+"""
+
+
+def test_unfoldable_input_is_normalised_by_ops_in_fp32_and_refused_in_int8(tmp_path):
+    factory = tmp_path / "m.py"
+    factory.write_text(textwrap.dedent(_TWO_READERS))
+    spec = f"{factory}:two_readers"
+    fp32 = export_tflite(spec, input_shape=(1, 3, 16, 16), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
+                         output_dir=tmp_path / "fp32", samples=2)
+    assert fp32.parity.passed and fp32.io == "uint8"
+    assert any("MUL and an ADD" in n and "not read by exactly one Conv" in n for n in fp32.notes)
+    with pytest.raises(ExportError, match=r"cannot take pixels in int8 \(the input is not read by exactly one Conv\)"
+                                          r"; pass --input normalized"):
+        export_tflite(spec, int8=True, input_shape=(1, 3, 16, 16), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
+                      output_dir=tmp_path / "int8")
+    assert not (tmp_path / "int8").exists() or list((tmp_path / "int8").iterdir()) == []
