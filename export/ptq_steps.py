@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.export.cross_layer_equalization import equalize_cross_layer
+from edgekit.export.optimal_rounding import round_weights_optimally
+from edgekit.export.passes.fold_input_normalization import fold_input_normalization
+from edgekit.export.weight_rounding import correct_weight_rounding
 from edgekit.progress import Progress, quiet
 
 
@@ -60,16 +64,12 @@ def prepare_model(
     notes: list[str] = []
     model = onnx_model
     if equalize:
-        from edgekit.export.cross_layer_equalization import equalize_cross_layer
-
         say("equalizing pointwise/depthwise channel ranges across layers")
         model, cle = equalize_cross_layer(model, _needs(images_nchw, "equalization"))
         notes.append(f"cross-layer equalization: {cle.pairs_pointwise_depthwise} pointwise->depthwise and "
                      f"{cle.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
     pixel_input, refusal = False, None
     if fold_normalization:
-        from edgekit.export.passes.fold_input_normalization import fold_input_normalization
-
         folded = fold_input_normalization(model, mean, std)
         if folded.changed:
             model, pixel_input = folded.model, True
@@ -82,16 +82,12 @@ def prepare_model(
         return PreparedModel(model, pixel_input, refusal, notes)
     rounded_by_gptq = False
     if optimal_rounding:
-        from edgekit.export.optimal_rounding import round_weights_optimally
-
         say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
         model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax)
         notes.append(f"optimal weight rounding (GPTQ) on {rounding.layers} layers, biases corrected: layer output "
                      f"error from weight rounding x{rounding.mean_error_ratio:.2f} of nearest rounding on average")
         rounded_by_gptq = True
     if bias_correction:
-        from edgekit.export.weight_rounding import correct_weight_rounding
-
         model, corrected = correct_weight_rounding(model, images_nchw, qmax=qmax)
         if corrected.corrected:
             notes.append(f"bias correction: nearest-rounding shift taken out of {len(corrected.corrected)} "
