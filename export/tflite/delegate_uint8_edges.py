@@ -3,10 +3,10 @@
 ``quantize_graph(io="uint8")`` gives the file a uint8 input and output around its int8 graph with one
 QUANTIZE at each edge that only moves the zero point by 128. XNNPACK (LiteRT 2.3) takes no QUANTIZE between
 uint8 and int8, so both run on LiteRT's builtin kernel, outside the partition (the partition count stays 1
-because they sit at the ends). Measured on the loaded 2-core VM, fastest of 400 runs at 1 thread:
-MobileNetV3-Small int8 1.29 -> 1.01 ms with the input edge as DEQUANTIZE + QUANTIZE; DeepLabV3 int8 6.9 ->
-4.0 ms (litert-torch's file: 5.2 ms) with its 256x256x21 output edge moved in front of the final bilinear
-RESIZE as well, where it converts 16x16x21 values instead of 1.4 million.
+because they sit at the ends). Measured at 1 thread (fastest and p10 of 300-600 runs in bursts of 50, load
+average ~2): MobileNetV3-Small int8 1.10 -> 1.00 ms with the input edge as DEQUANTIZE + QUANTIZE; DeepLabV3
+int8 5.06 -> 3.79 ms (litert-torch's file: 4.15 ms) with its 256x256x21 output edge moved in front of the
+final bilinear RESIZE as well, where it converts 16x16x21 values instead of 1.4 million.
 
 Each such QUANTIZE becomes a DEQUANTIZE to float32 and a QUANTIZE to the other type: exact, since every
 value is an integer times the shared scale. An output edge behind a RESIZE_BILINEAR,
