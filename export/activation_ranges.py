@@ -133,9 +133,11 @@ class _Tails:
     def __init__(self, total: int, tail: float) -> None:
         self.low_rank = _least_count(total, tail)
         self.high_rank = _least_count(total, 1.0 - tail)
-        # at least one each, so the extremes are kept too
-        self.low = _Extreme(max(self.low_rank, 1), smallest=True)
-        self.high = _Extreme(total - self.high_rank + 1, smallest=False)
+        # at least one each, so the extremes are kept too; as many at the bottom as at the top, so the
+        # largest magnitudes of a signed tensor are all kept (the most negative values or the largest)
+        self.magnitudes = total - self.high_rank + 1
+        self.low = _Extreme(max(self.low_rank, self.magnitudes, 1), smallest=True)
+        self.high = _Extreme(self.magnitudes, smallest=False)
 
     def add(self, value: np.ndarray) -> None:
         flat = value.reshape(-1)
@@ -147,10 +149,29 @@ class _Tails:
         lo, hi = float(low.min()), float(high.max())
         if hi <= lo:
             return lo, hi
+        if lo < 0 < hi:
+            return self._symmetric(low, high, lo, hi)
+        low = np.partition(low, self.low_rank - 1)[: self.low_rank] if self.low_rank > 0 else low
         first = _bin(low.max(), lo, hi) if self.low_rank > 0 else 0
         last = _bin(high.min(), lo, hi)
         edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
         return float(edges[first]), float(edges[min(last + 1, HISTOGRAM_BINS)])
+
+    def _symmetric(self, low: np.ndarray, high: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+        """A signed tensor: ``(-t, t)`` clipped to ``[lo, hi]``, ``t`` the right edge of the bin of the
+        2048-bin histogram of ``|x|`` over ``[0, max |x|]`` where its cumulative share reaches the percentile.
+        The largest magnitudes are the most negative values kept at the bottom and the largest at the top
+        (disjoint); where fewer than ``magnitudes`` are nonzero, all of them are here and the rest are 0."""
+        magnitudes = np.concatenate([-low[low < 0], high[high > 0]])
+        top = max(-lo, hi)
+        if len(magnitudes) < self.magnitudes:
+            value = 0.0
+        else:
+            rank = len(magnitudes) - self.magnitudes
+            value = float(np.partition(magnitudes, rank)[rank])
+        edges = np.linspace(0.0, top, HISTOGRAM_BINS + 1)
+        t = float(edges[min(_bin(value, 0.0, top) + 1, HISTOGRAM_BINS)])
+        return max(-t, lo), min(t, hi)
 
 
 def _least_count(total: int, share: float) -> int:

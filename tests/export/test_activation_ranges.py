@@ -1,5 +1,6 @@
-"""The activation range estimator both int8 backends share: the ranges TFLite had before it moved here, the same
-ranges whatever the batching, and its refusals."""
+"""The activation range estimator both int8 backends share: the ranges TFLite had before it moved here (all
+but the percentile ranges of signed tensors, now symmetric on |x|), the same ranges whatever the batching, the
+histogram definitions, and its refusals."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ METHODS = [("minmax", 100.0), ("percentile", 99.9), ("percentile", 99.0), ("perc
 
 # What export/tflite/calibrate.py's calibrate_ranges returned for these values (one image per run, channel
 # means of "relu" and "heavy") before its estimator moved to export/activation_ranges.py, recorded as float.hex.
+# Percentile ranges of signed tensors (all but "relu") were per-side tails then; they are symmetric on |x| now.
 RECORDED = {"means": {"heavy": ["-0x1.66f47e0555555p-3", "-0x1.b57c32e800000p-2", "0x1.82855761e0000p+0",
                                 "0x1.9f90b326d5555p-2", "0x1.40592a8f2aaabp-1", "0x1.ff9eda20aaaabp-1",
                                 "-0x1.669a23ed00000p-1", "0x1.ebca3a8baaaabp-3", "0x1.2788da7607000p+0",
@@ -78,7 +80,9 @@ def test_ranges_are_those_tflite_calibration_computed_before_the_move(method, pe
     means: dict[str, np.ndarray] = {}
     got = estimate_ranges(in_batches(images, 1), list(SHAPES), len(images), method=method, percentile=percentile,
                           channel_means=means, mean_names=["relu", "heavy"])
-    assert {n: (lo.hex(), hi.hex()) for n, (lo, hi) in got.items()} == RECORDED[key(method, percentile)]
+    kept = ["relu"] if method == "percentile" else list(SHAPES)
+    assert {n: (got[n][0].hex(), got[n][1].hex()) for n in kept} == {n: RECORDED[key(method, percentile)][n]
+                                                                      for n in kept}
     assert {n: [float(v).hex() for v in m] for n, m in means.items()} == RECORDED["means"]
 
 
@@ -96,16 +100,33 @@ def test_batches_give_the_ranges_of_one_image_at_a_time(method, percentile, batc
         np.testing.assert_allclose(many[name], one[name], rtol=1e-12, atol=1e-15)
 
 
-def test_percentile_is_the_histogram_percentile_of_all_values():
+def histogram_cut(values: np.ndarray, lo: float, hi: float, share: float) -> int:
+    """The bin of a 2048-bin histogram of ``values`` over ``[lo, hi]`` where the cumulative share reaches
+    ``share``."""
+    cdf = np.cumsum(np.histogram(values, bins=HISTOGRAM_BINS, range=(lo, hi))[0]) / values.size
+    return int(np.searchsorted(cdf, share))
+
+
+def test_percentile_of_a_one_sided_tensor_is_the_histogram_percentile_of_all_values():
     images = per_image_values(count=40, seed=3)
-    got = estimate_ranges(in_batches(images, 16), ["heavy"], 40, method="percentile", percentile=99.0)["heavy"]
+    got = estimate_ranges(in_batches(images, 16), ["relu"], 40, method="percentile", percentile=99.0)["relu"]
+    values = np.concatenate([image["relu"].ravel() for image in images])
+    lo, hi = float(values.min()), float(values.max())
+    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+    assert lo == 0.0 and got == (0.0, float(edges[histogram_cut(values, lo, hi, 0.99) + 1]))
+    assert got[1] < hi
+
+
+@pytest.mark.parametrize("percentile", [99.99, 99.0, 90.0])
+def test_percentile_of_a_signed_tensor_is_symmetric_at_the_percentile_of_its_magnitudes(percentile):
+    images = per_image_values(count=40, seed=3)
+    got = estimate_ranges(in_batches(images, 16), ["heavy"], 40, method="percentile", percentile=percentile)["heavy"]
     values = np.concatenate([image["heavy"].ravel() for image in images])
     lo, hi = float(values.min()), float(values.max())
-    cdf = np.cumsum(np.histogram(values, bins=HISTOGRAM_BINS, range=(lo, hi))[0]) / values.size
-    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
-    first, last = np.searchsorted(cdf, 0.01), np.searchsorted(cdf, 0.99)
-    assert got == (float(edges[first]), float(edges[last + 1]))
-    assert lo < got[0] < got[1] < hi
+    top = max(-lo, hi)
+    t = float(np.linspace(0, top, HISTOGRAM_BINS + 1)[histogram_cut(np.abs(values), 0, top, percentile / 100) + 1])
+    assert got == (max(-t, lo), min(t, hi))
+    assert lo <= got[0] < 0 < got[1] <= hi
 
 
 def test_constant_tensor_keeps_its_value():

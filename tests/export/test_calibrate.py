@@ -14,7 +14,8 @@ from edgekit.runtimes.observer import LiteRTObserver
 
 def histogram_percentile_ranges(graph, x: np.ndarray, percentile: float) -> dict[str, tuple[float, float]]:
     """The definition: every value of every image in one histogram over [min, max], its cumulative share
-    cut at the tails (what calibrate_ranges computed with a second pass before), on the same activations."""
+    cut at the tails (what calibrate_ranges computed with a second pass before), on the same activations; a
+    signed tensor symmetric at the percentile of its magnitudes (one histogram of |x| over [0, max |x|])."""
     names = [n for n, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
     runs = list(_observer(graph, names).iterate(x, names))
     ranges = {}
@@ -24,10 +25,17 @@ def histogram_percentile_ranges(graph, x: np.ndarray, percentile: float) -> dict
         if hi <= lo:
             ranges[name] = (lo, hi)
             continue
+        tail = 1.0 - percentile / 100.0
+        if lo < 0 < hi:  # signed: symmetric at the percentile of |x|, on [0, max |x|]
+            top = max(-lo, hi)
+            cdf = np.cumsum(np.histogram(np.abs(values), bins=HISTOGRAM_BINS, range=(0, top))[0]) / values.size
+            t = float(np.linspace(0, top, HISTOGRAM_BINS + 1)[min(int(np.searchsorted(cdf, 1.0 - tail)) + 1,
+                                                                   HISTOGRAM_BINS)])
+            ranges[name] = (max(-t, lo), min(t, hi))
+            continue
         counts = np.histogram(values, bins=HISTOGRAM_BINS, range=(lo, hi))[0]
         edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
         cdf = np.cumsum(counts) / counts.sum()
-        tail = 1.0 - percentile / 100.0
         first = int(np.searchsorted(cdf, tail, side="left"))
         last = int(np.searchsorted(cdf, 1.0 - tail, side="left"))
         ranges[name] = (float(edges[first]), float(edges[min(last + 1, HISTOGRAM_BINS)]))
