@@ -16,7 +16,8 @@ AugShuffleNet and the digits net; ShuffleNetV2 1.0x stays as the reference edgek
   one fresh process per model, cached under .bench-envs/models/zoo/.
 
 Both files of one model, precision and thread count are timed interleaved in this one process (bursts of
-``BURST`` invocations, the order swapping every round: A B B A A B ...), after a warm-up; each side gets
+``BURST`` timed invocations after ``SETTLE`` untimed ones, the order swapping every round: A B B A A B ...),
+after a warm-up; each side gets
 ``--runs`` timed invocations. Printed per row: each side's median and p10-p90, the ratio edgekit /
 litert-torch of the medians, the target (issue 13: <= 1.0x, <= 0.9x where litert-torch's file has more
 TRANSPOSEs than edgekit's, i.e. layout transposes edgekit avoids), each side's export seconds, TRANSPOSE
@@ -56,6 +57,9 @@ NOT_ZOO_FAMILIES = ("augshufflenet", "shufflenetv2-digits")
 NOT_ZOO_MODELS = ("shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")
 #: Invocations of one file in a row before the other file's turn.
 BURST = 5
+#: Untimed invocations at the start of each burst. MobileNetV3-Small fp32, three files (equal within 2% timed
+#: alone or in bursts of 5 or 50), interleaved one call at a time: one file's fastest call 1.22x another's.
+SETTLE = 1
 WARMUP = 3
 DEFAULT_RUNS = 40
 QUICK_RUNS = 10
@@ -94,10 +98,12 @@ def target_for(edgekit_transposes: int | None, peer_transposes: int | None) -> f
 
 
 def interleaved_times(invokers: dict[str, Callable[[], object]], runs: int, burst: int = BURST,
-                      warmup: int = WARMUP, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+                      warmup: int = WARMUP, clock: Callable[[], float] = time.perf_counter,
+                      settle: int = SETTLE) -> dict[str, list[float]]:
     """Time each invoker ``runs`` times, interleaved: ``burst`` calls of one, then of the next, the order
-    reversed every round so neither always follows the other. ``warmup`` untimed calls of each first.
-    Returns each name's call durations in seconds, in call order."""
+    reversed every round so neither always follows the other. ``warmup`` untimed calls of each first, and
+    ``settle`` untimed calls at the start of every burst (the first call after the other file ran finds the
+    caches holding that file's weights). Returns each name's call durations in seconds, in call order."""
     names = list(invokers)
     for name in names:
         for _ in range(warmup):
@@ -107,6 +113,8 @@ def interleaved_times(invokers: dict[str, Callable[[], object]], runs: int, burs
         count = min(burst, runs - r * burst)
         for name in names if r % 2 == 0 else names[::-1]:
             invoke = invokers[name]
+            for _ in range(settle):
+                invoke()
             for _ in range(count):
                 start = clock()
                 invoke()

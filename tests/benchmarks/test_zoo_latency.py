@@ -42,11 +42,20 @@ class SteppedClock:
 def test_interleaved_times_alternate_bursts_and_swap_order(zoo):
     clock = SteppedClock()
     invokers = {"a": clock.invoker("a", 0.002), "b": clock.invoker("b", 0.003)}
-    times = zoo.interleaved_times(invokers, runs=12, burst=5, warmup=1, clock=clock)
+    times = zoo.interleaved_times(invokers, runs=12, burst=5, warmup=1, clock=clock, settle=0)
     # warm-up a, b; then bursts a5 b5 | b5 a5 | a2 b2 (the last round holds the remainder)
     assert "".join(clock.calls) == "ab" + "a" * 5 + "b" * 10 + "a" * 7 + "b" * 2
     assert times["a"] == pytest.approx([0.002] * 12)
     assert times["b"] == pytest.approx([0.003] * 12)
+
+
+def test_each_burst_starts_with_untimed_settling_calls(zoo):
+    clock = SteppedClock()
+    invokers = {"a": clock.invoker("a", 0.002), "b": clock.invoker("b", 0.003)}
+    times = zoo.interleaved_times(invokers, runs=7, burst=5, warmup=0, clock=clock, settle=1)
+    # bursts (a)a5 (b)b5 | (b)b2 (a)a2: one untimed call each, never counted among the runs
+    assert "".join(clock.calls) == "a" * 6 + "b" * 9 + "a" * 3
+    assert len(times["a"]) == len(times["b"]) == 7
 
 
 def test_spread_is_median_and_p10_p90_in_ms(zoo):
