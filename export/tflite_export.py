@@ -51,6 +51,7 @@ def export_tflite(
     equalize: bool = True,
     optimal_rounding: bool = True,
     bias_correction: bool = True,
+    float_first_layers: bool = True,
     weights: str | Path | None = None,
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
@@ -80,7 +81,10 @@ def export_tflite(
     ``equalize`` (cross-layer equalization of the pointwise/depthwise pairs on the calibration images), the
     normalisation fold, ``optimal_rounding`` (GPTQ weight rounding) and ``bias_correction`` (the mean output
     shift of rounding taken out of the biases of layers GPTQ did not round); TFLite then only calibrates
-    ranges and maps the result to int8 ops. The file's
+    ranges and maps the result to int8 ops. ``float_first_layers``: where the all-int8 graph misses
+    ``float_first_layers.TARGET_COSINE`` against fp32 on the calibration images, its first layers stay in float
+    (``mixed_precision.quantize_with_float_fallback``: as few as reach it, within a share of the multiply-adds;
+    the notes say which and what they cost in cosine). The file's
     metadata declares its ``input_contract``; the report's ``usage`` says what to feed and how to read it.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
@@ -147,6 +151,7 @@ def export_tflite(
     if int8:
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
         from edgekit.export.tflite.calibrate import calibrate_ranges
+        from edgekit.export.tflite.mixed_precision import quantize_with_float_fallback
         from edgekit.export.tflite.quantize import quantize_graph
 
         if pixel_input:
@@ -156,7 +161,12 @@ def export_tflite(
             ranges[graph.inputs[0]] = PIXEL_RANGE
         edge = {"uint8": "uint8", "int8": "int8", "float32": "float"}[in_dtype]
         # Weights arrive rounded and biases corrected (prepare_model): quantizing them is exact.
-        graph = quantize_graph(graph, ranges, io=edge)
+        if float_first_layers:
+            say("measuring the int8 graph against fp32 on the calibration images")
+            graph, float_layers = quantize_with_float_fallback(graph, ranges, images, io=edge)
+            notes.append(float_layers.note())
+        else:
+            graph = quantize_graph(graph, ranges, io=edge)
         notes.append(f"calibration: {calib_method} on {calibration}")
         clock.lap("quantize")
     elif input_kind == "bytes":
