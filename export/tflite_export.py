@@ -89,7 +89,7 @@ def export_tflite(
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
-    from edgekit.export.tflite.inspect import xnnpack_partitions
+    from edgekit.export.tflite.inspect import undelegated_ops, xnnpack_partitions
     from edgekit.export.tflite.writer import write_tflite
 
     if shuffle_lowering not in TFLITE_SHUFFLE_LOWERINGS:
@@ -184,6 +184,10 @@ def export_tflite(
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
     content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes)
     partitions = xnnpack_partitions(content)
+    left_out = undelegated_ops(content)
+    if left_out:  # invisible in the partition count when they sit at the graph's ends
+        kinds = ", ".join(f"{kind} x{left_out.count(kind)}" for kind in dict.fromkeys(left_out))
+        notes.append(f"ops XNNPACK does not take, run by LiteRT's builtin kernels: {kinds}")
     clock.lap("write")
     stem = f"{handle.name}_int8" if int8 else handle.name
 

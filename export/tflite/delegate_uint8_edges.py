@@ -90,4 +90,45 @@ def delegate_uint8_edges(graph: Graph) -> GraphPassResult:
         result.changed += 1
         result.details.append(f"{graph.tensors[src].dtype} -> {graph.tensors[edge.outputs[0]].dtype} QUANTIZE at "
                               f"{edge.name or src} as DEQUANTIZE + QUANTIZE")
+    result.changed += _merge_float_islands(graph, result.details)
     return result
+
+
+def _merge_float_islands(graph: Graph, details: list[str]) -> int:
+    """Where an edge meets a float island (ops kept in float between DEQUANTIZE and QUANTIZE), the float
+    values pass straight through: a DEQUANTIZE of the input edge's int8 tensor reads the edge's float tensor
+    instead (the same values), and an island's QUANTIZE that only feeds the output edge quantizes to uint8
+    itself (zero point +128 on the same scale rounds and clamps the same). Returns the ops removed."""
+    removed = 0
+    for edge in [op for op in graph.ops if op.kind == "QUANTIZE"]:
+        src, dst = graph.tensors[edge.inputs[0]], graph.tensors[edge.outputs[0]]
+        if src.dtype != "float32" or dst.dtype != "int8" or edge.outputs[0] in graph.outputs:
+            continue
+        producer = graph.producers().get(edge.inputs[0])
+        if producer is None or producer.kind != "DEQUANTIZE" or graph.tensors[producer.inputs[0]].dtype != "uint8":
+            continue
+        for reader in [op for op in graph.consumers().get(edge.outputs[0], []) if op.kind == "DEQUANTIZE"]:
+            graph.replace_uses(reader.outputs[0], edge.inputs[0])
+            graph.ops.remove(reader)
+            details.append(f"float island at {reader.name or reader.outputs[0]} reads the input edge's floats")
+            removed += 1
+        if not graph.consumers().get(edge.outputs[0]):
+            graph.ops.remove(edge)
+            removed += 1
+    for edge in [op for op in graph.ops if op.kind == "QUANTIZE" and op.outputs[0] in graph.outputs]:
+        if graph.tensors[edge.outputs[0]].dtype != "uint8" or graph.tensors[edge.inputs[0]].dtype != "float32":
+            continue
+        producers, consumers = graph.producers(), graph.consumers()
+        dequantize = producers.get(edge.inputs[0])
+        if dequantize is None or dequantize.kind != "DEQUANTIZE" or len(consumers[edge.inputs[0]]) != 1:
+            continue
+        exit_ = producers.get(dequantize.inputs[0])
+        if (exit_ is None or exit_.kind != "QUANTIZE" or graph.tensors[exit_.inputs[0]].dtype != "float32"
+                or len(consumers[dequantize.inputs[0]]) != 1 or dequantize.inputs[0] in graph.outputs):
+            continue
+        edge.inputs = [exit_.inputs[0]]
+        graph.ops = [op for op in graph.ops if op is not exit_ and op is not dequantize]
+        details.append(f"float island ending at {exit_.name or exit_.outputs[0]} quantizes to the uint8 output")
+        removed += 2
+    graph.remove_unused()
+    return removed

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.errors import ExportError
+from edgekit.export.tflite.delegate_uint8_edges import delegate_uint8_edges
 from edgekit.export.tflite.ir import Graph, Op, Quant, Tensor
 from edgekit.export.weight_rounding import weight_rounding_shift
 
@@ -277,6 +278,7 @@ def quantize_graph(
         _add_float_io(g)
     elif io == "uint8":
         _add_uint8_io(g)
+        delegate_uint8_edges(g)
     return g
 
 
@@ -563,7 +565,8 @@ def _drop_unused_tensors(graph: Graph) -> None:
 def _add_uint8_io(graph: Graph) -> None:
     """uint8 model input/output around the int8 graph (what MediaPipe and Android's image APIs hand over):
     a QUANTIZE after each input and before each output that only moves the zero point by 128, so it is
-    exact; XNNPACK runs both in the same partition as the int8 graph."""
+    exact. XNNPACK (LiteRT 2.3) takes no uint8 <-> int8 QUANTIZE: ``delegate_uint8_edges`` then makes each edge
+    ops it runs."""
     head: list[Op] = []
     for i, name in enumerate(graph.inputs):
         t = graph.tensors[name]

@@ -15,6 +15,7 @@ from edgekit.export.onnx_export import simplify, torch_to_onnx
 from edgekit.export.passes import apply_shuffle_passes
 from edgekit.export.tflite.fold_shuffles import FoldNotApplicable, fold_shuffles
 from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
+from edgekit.export.tflite.inspect import undelegated_ops
 from edgekit.export.tflite.shuffle import lower_shuffles
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.export.tflite_export import export_tflite
@@ -203,12 +204,15 @@ def x0_5_int8(tmp_path_factory):
 
 def test_int8_export_is_full_integer_and_one_partition(x0_5_int8):
     result, out = x0_5_int8
-    # the default input is camera bytes: uint8 in and out, each edge one exact QUANTIZE (zero point +-128)
+    # the default input is camera bytes: uint8 in and out, each edge an exact DEQUANTIZE + QUANTIZE (zero point
+    # +-128) that XNNPACK runs: no op is left to LiteRT's builtin kernels (a uint8 <-> int8 QUANTIZE would be)
     assert result.precision == "int8" and result.io == "uint8"
     # measured 0.980 on these untrained weights (the peers' converters reach 0.982-0.984 on such weights)
     assert result.parity.passed and result.parity.outputs[0].cosine >= 0.97
     assert result.xnnpack_partitions == 1 and result.layout_transposes == 0
-    assert result.op_histogram["QUANTIZE"] == 2 and "DEQUANTIZE" not in result.op_histogram
+    assert result.op_histogram["QUANTIZE"] == 2 and result.op_histogram["DEQUANTIZE"] == 2
+    assert undelegated_ops((out / "shufflenet_v2_x0_5_int8.tflite").read_bytes()) == []
+    assert not any("XNNPACK does not take" in note for note in result.notes)
     assert result.input_quantization == {"scale": pytest.approx(1 / 255), "zero_point": 0}
     assert "32 bundled" in result.calibration
     interpreter = load_interpreter_module()[0](model_path=str(out / "shufflenet_v2_x0_5_int8.tflite"))

@@ -7,12 +7,15 @@ float between a DEQUANTIZE and a QUANTIZE, consecutive ones in one island.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_tflite_quantize import cosine, interpreter, run
 
 from edgekit.errors import ExportError
 from edgekit.export.tflite.calibrate import calibrate_ranges
+from edgekit.export.tflite.inspect import undelegated_ops
 from edgekit.export.tflite.ir import Graph, Op
 from edgekit.export.tflite.quantize import (
     FLOAT_OPS,
@@ -451,9 +454,11 @@ def test_export_notes_the_ops_kept_in_float_and_shows_their_edges(tmp_path):
                            calib=16, samples=4, equalize=False, optimal_rounding=False)
     (note,) = [n for n in result.notes if "kept in float" in n]
     assert "HARD_SWISH x1" in note and "XNNPACK" in note
-    assert result.op_histogram["HARD_SWISH"] == 1 and result.op_histogram["DEQUANTIZE"] == 1
-    assert result.op_histogram["QUANTIZE"] == 3  # uint8 input, the island's exit, uint8 output
+    # DEQUANTIZE + QUANTIZE at each uint8 edge (delegate_uint8_edges) and around the island
+    assert result.op_histogram["HARD_SWISH"] == 1 and result.op_histogram["DEQUANTIZE"] == 3
+    assert result.op_histogram["QUANTIZE"] == 3
     assert result.xnnpack_partitions == 1 and result.parity.passed
+    assert undelegated_ops(Path(result.path).read_bytes()) == []
 
 
 def test_an_op_with_weights_can_run_in_float_with_float_weights():

@@ -15,7 +15,8 @@ from edgekit.export.onnx_export import simplify, torch_to_onnx
 from edgekit.export.tflite.calibrate import calibrate_ranges
 from edgekit.export.tflite.delegate_uint8_edges import delegate_uint8_edges
 from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
-from edgekit.export.tflite.quantize import quantize_graph
+from edgekit.export.tflite.inspect import undelegated_ops
+from edgekit.export.tflite.quantize import _add_uint8_io, quantize_graph
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.litert_runtime import load_interpreter_module
 
@@ -40,6 +41,17 @@ def quantized(module: nn.Module, shape=(1, 3, 32, 32)):
     graph, _ = onnx_to_tflite_graph(simplify(torch_to_onnx(module.eval(), shape)))
     images = np.random.default_rng(1).uniform(-2, 2, (4, shape[2], shape[3], shape[1])).astype(np.float32)
     return quantize_graph(graph, calibrate_ranges(graph, images), io="uint8")
+
+
+def quantized_without_pass(module: nn.Module):
+    """What ``quantize_graph(io="uint8")`` gave before it ran ``delegate_uint8_edges``: a uint8 <-> int8
+    QUANTIZE at each edge."""
+    torch.manual_seed(0)
+    graph, _ = onnx_to_tflite_graph(simplify(torch_to_onnx(module.eval(), (1, 3, 32, 32))))
+    images = np.random.default_rng(1).uniform(-2, 2, (4, 32, 32, 3)).astype(np.float32)
+    g = quantize_graph(graph, calibrate_ranges(graph, images), io="int8")
+    _add_uint8_io(g)
+    return g
 
 
 def run(content: bytes, x: np.ndarray, xnnpack: bool) -> np.ndarray:
@@ -67,12 +79,16 @@ def delegate_covers_the_model(content: bytes) -> bool:
 
 @pytest.mark.parametrize("flatten", [False, True])
 def test_uint8_edges_run_in_the_partition_with_the_same_bytes(flatten):
-    graph = quantized(SegmentationTail(flatten))
+    module = SegmentationTail(flatten)
+    graph = quantized_without_pass(module)
     before = write_tflite(graph)
     assert not delegate_covers_the_model(before)  # the builtin QUANTIZEs at both ends
+    assert undelegated_ops(before) == ["QUANTIZE", "QUANTIZE"]
     result = delegate_uint8_edges(graph)
     after = write_tflite(graph)
     assert delegate_covers_the_model(after), graph.histogram()
+    assert undelegated_ops(after) == []
+    assert write_tflite(quantized(module)) == after  # quantize_graph runs the pass itself
     # the output edge moved in front of the RESIZE_BILINEAR (and the flatten's TRANSPOSE and RESHAPE): it
     # converts 8x8x5 values, not 32x32x5
     moved = [d for d in result.details if "moved" in d]
