@@ -171,19 +171,20 @@ def quantize_parameters(model, tensor: str) -> tuple[float, int]:
     return float(inits[q.input[1]]), int(inits[q.input[2]])
 
 
-def test_activation_ranges_are_edgekits_estimator_not_onnx_runtime_calibration():
+@pytest.mark.parametrize("method", ["percentile", "mse"])
+def test_activation_ranges_are_edgekits_estimator_not_onnx_runtime_calibration(method):
     from edgekit.export.onnx_int8 import observed_ranges, quantize_onnx_model
 
     fp32 = small_conv_net()
     images = np.random.default_rng(1).standard_normal((8, 3, 16, 16)).astype(np.float32)
-    quantized = quantize_onnx_model(fp32, images, method="percentile", percentile=99.0)
+    quantized = quantize_onnx_model(fp32, images, method=method, percentile=99.0)
     (clipped,), (extremes,) = (observed_ranges(fp32, images, ["relu1"], method=m, percentile=99.0).values()
-                               for m in ("percentile", "minmax"))
+                               for m in (method, "minmax"))
     # ONNX Runtime folds the Relu into the Conv's QuantizeLinear; uint8 [0, hi] maps to scale hi / 255, zero 0
     scale, zero = quantize_parameters(quantized, "relu1")
     assert clipped[0] == 0.0 and zero == 0
     assert scale == pytest.approx(clipped[1] / 255, rel=1e-6)
-    assert extremes[1] / 255 > 1.05 * scale  # the estimator's 99th percentile, not the extremes
+    assert extremes[1] / 255 > 1.01 * scale  # the estimator's clipped range, not the extremes
 
 
 def test_minmax_ranges_map_to_the_graph_quantize_static_writes():
