@@ -108,6 +108,8 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
               "by GPTQ (which minimises each layer's output error on the calibration images).")
 @click.option("--no-bias-correction", is_flag=True, help="int8: keep the biases as they are (no correction of "
               "the mean shift weight rounding causes).")
+@click.option("--no-float-first-layers", is_flag=True, help="int8: quantize every layer, even where the first "
+              "layers kept in float would bring the file to the cosine goal (faster, less accurate).")
 @click.option("--input", "input_kind", type=click.Choice(["bytes", "pixels", "normalized"]), default="bytes",
               show_default=True, help="What the file takes, for every format and precision: bytes (uint8 camera "
               "pixels 0..255), pixels (float in [0, 1]) or normalized (float (pixel - mean) / std). For bytes and "
@@ -146,6 +148,7 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @_one_line_errors
 def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_rounding, no_bias_correction,
+                   no_float_first_layers,
                    input_kind, mean, std, labels_file, no_normalization, target_cpu, calib, io, weights,
                    pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check, data, samples,
                    as_json) -> None:
@@ -160,10 +163,10 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
     mean, std = ((0.0,), (1.0,)) if no_normalization else (parse_floats(mean, "--mean"), parse_floats(std, "--std"))
     recipe = Int8Recipe(calib=calib, calib_method=calib_method, equalize=not no_equalize,
                         optimal_rounding=not no_optimal_rounding, bias_correction=not no_bias_correction,
-                        target_cpu=target_cpu, io=io)
+                        float_first_layers=not no_float_first_layers, target_cpu=target_cpu, io=io)
     if not int8 and recipe != Int8Recipe():
         raise click.UsageError("--calib, --calib-method, --no-equalize, --no-optimal-rounding, --no-bias-correction, "
-                               "--target-cpu and --io apply to --int8 exports")
+                               "--no-float-first-layers, --target-cpu and --io apply to --int8 exports")
     request = ExportRequest(
         model=model or "shufflenet_v2_x1_0", format=fmt, int8=recipe if int8 else None, input_kind=input_kind,
         weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std,

@@ -303,12 +303,15 @@ def _tflite_per_layer(path: Path, meta, *, model, weights, pretrained, input_sha
     details = q.by_index
     ops = q.ops
     quantized = {}  # tensor index -> (op label, node) for int8 activations that ops produce
+    # A uint8 file's input edge (DEQUANTIZE + QUANTIZE, delegate_uint8_edges) makes the int8 input.
+    from_input = {int(t) for op in ops if op["op_name"] == "DEQUANTIZE" and int(op["inputs"][0]) == q.input["index"]
+                  for t in op["outputs"]} | {q.input["index"]}
     for op in ops:
         for t in op["outputs"]:
             d = details[int(t)]
             if d["dtype"] == np.int8 and d["quantization"][0] > 0:
-                # a uint8 file's edge QUANTIZE makes the int8 input: list it as the input, as for int8 files
-                edge = op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == q.input["index"]
+                # list a uint8 file's int8 input as the input, as for int8 files
+                edge = op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) in from_input
                 quantized[int(t)] = ("input", "(graph input)") if edge else (op["op_name"], f"op {op['index']}")
     if not quantized:
         raise ModelFileError(f"{path.name} has no int8 activations; --per-layer compares an int8 file with its "

@@ -268,6 +268,7 @@ def export_onnx_int8(
     equalize: bool = True,
     optimal_rounding: bool = True,
     bias_correction: bool = True,
+    float_first_layers: bool = True,
     fold_normalization: bool = True,
     input_kind: str = DEFAULT_INPUT,
     mean: tuple[float, ...] | None = None,
@@ -295,13 +296,13 @@ def export_onnx_int8(
     its quantization becomes lossless); ``input_kind``: what the file takes, NCHW (``bytes``: uint8 codes,
     the default; ``pixels``: float [0, 1]; ``normalized``), for the first two the fold is required;
     ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice);
-    ``bias_correction`` takes
-    the mean shift of weight rounding out of the biases of layers GPTQ did not round (the steps run in
-    ``ptq_steps.prepare_model``'s one order, as for TFLite). The first
-    convolutions are kept in float when that is needed to reach ``float_first_layers.TARGET_COSINE`` on the
-    calibration images (``keep_first_layers_float``; the report's notes say how many). The parity
-    check compares with PyTorch and the integer kernels with the float-simulated QDQ graph. Raises
-    ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on failure.
+    ``bias_correction`` takes the mean shift of weight rounding out of the biases of layers GPTQ did not round
+    (the steps run in ``ptq_steps.prepare_model``'s one order, as for TFLite). The first convolutions are kept
+    in float (unless ``float_first_layers`` is false) when that is needed to reach
+    ``float_first_layers.TARGET_COSINE`` on the calibration images (``keep_first_layers_float``; the report's notes
+    say how many). The parity check compares with PyTorch and the integer kernels with the float-simulated QDQ
+    graph. Raises ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on
+    failure.
     """
     from edgekit.export.passes import SHUFFLE_LOWERINGS
 
@@ -329,9 +330,10 @@ def export_onnx_int8(
                                     bias_correction=bias_correction, qmax=64 if target.reduce_range else 127, say=say)
     onnx_model, improvements = ready.model, ready.notes
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
-    say("measuring the int8 graph against fp32 on the calibration images")
-    quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)
-    improvements.append(float_layers.note())
+    if float_first_layers:
+        say("measuring the int8 graph against fp32 on the calibration images")
+        quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)
+        improvements.append(float_layers.note())
     quantized = retarget_quantized_input(quantized, handle.mean, input_kind)
     contract = onnx_input_contract(quantized, input_kind, handle.mean, handle.std)
     clock.lap("quantize")

@@ -30,6 +30,8 @@ class Int8Recipe:
     CPU whose int8 kernels the weights are sized for. ``io`` (TFLite only): the edge types
     (``input_contract.IO_TYPES``; None follows the input kind). ``fold_normalization`` (ONNX only; TFLite
     folds whenever the input is bytes or pixels): the normalisation folded into the first convolution.
+    ``float_first_layers``: where the all-int8 graph misses ``float_first_layers.TARGET_COSINE`` against fp32
+    on the calibration images, its first layers stay in float (both formats; as few as reach it).
     """
 
     calib: str | int | None = None
@@ -37,6 +39,7 @@ class Int8Recipe:
     equalize: bool = True
     optimal_rounding: bool = True
     bias_correction: bool = True
+    float_first_layers: bool = True
     fold_normalization: bool = True
     target_cpu: str | None = None
     io: str | None = None
@@ -112,7 +115,8 @@ def export(request: ExportRequest, progress=None):
                   progress=progress, input_kind=request.input_kind, mean=request.mean, std=request.std)
     recipe = request.int8
     steps = {} if recipe is None else dict(equalize=recipe.equalize, optimal_rounding=recipe.optimal_rounding,
-                                           bias_correction=recipe.bias_correction)
+                                           bias_correction=recipe.bias_correction,
+                                           float_first_layers=recipe.float_first_layers)
     if request.format == "tflite":
         from edgekit.export.tflite_export import DEFAULT_TFLITE_SHUFFLE, export_tflite
 

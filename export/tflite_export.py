@@ -76,7 +76,8 @@ def export_tflite(
     carries standard TFLite Model Metadata (``support_metadata``: image properties, normalisation in the input's
     units, stats, and ``labels`` (default: the registry model's) packed as ``labels.txt``), so MediaPipe Tasks,
     Android Studio's model binding and the TFLite Support library read it as it is.
-    ``calib_method``: ``minmax``, ``percentile`` (99.99th, the default: best measured) or ``mse``.
+    ``calib_method``: ``minmax``, ``percentile`` (``activation_ranges.DEFAULT_PERCENTILE``, the default: best
+    measured) or ``mse``.
     The post-training steps run on the fp32 ONNX graph in the order ONNX runs them (``ptq_steps.prepare_model``):
     ``equalize`` (cross-layer equalization of the pointwise/depthwise pairs on the calibration images), the
     normalisation fold, ``optimal_rounding`` (GPTQ weight rounding) and ``bias_correction`` (the mean output

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from test_tflite_quantize import cosine, run
 
+from edgekit.cli import main
 from edgekit.errors import ExportError
 from edgekit.export.float_first_layers import FloatLayers, grow_float_prefix
 from edgekit.export.tflite.calibrate import calibrate_ranges
@@ -170,3 +172,24 @@ def test_an_island_may_make_the_graph_outputs(calibrated, io):
     assert xnnpack_partitions(content) == 1
     x = pixels(4, seed=2)
     assert cosine(run(content, x), run(write_tflite(g), x, False)) > 0.9999
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_the_recipe_switches_the_float_fallback_off(tmp_path, fmt):
+    """``Int8Recipe(float_first_layers=False)`` quantizes every layer and skips the measurement; the default
+    measures and says what it found (the note is true of the file either way)."""
+    from edgekit.export.request import ExportRequest, Int8Recipe, export
+
+    factory = tmp_path / "net.py"
+    factory.write_text("import torch.nn as nn\n\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), "
+                       "nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
+    notes = {}
+    for on in (True, False):
+        recipe = Int8Recipe(calib=8, equalize=False, optimal_rounding=False, float_first_layers=on)
+        result = export(ExportRequest(f"{factory}:net", format=fmt, int8=recipe, input_shape=(1, 3, 16, 16),
+                                      output_dir=tmp_path / str(on), samples=2))
+        notes[on] = [n for n in result.notes if "cosine to fp32 on the calibration images" in n
+                     or "from fp32 on the calibration images" in n]
+    assert len(notes[True]) == 1 and notes[False] == []
+    result = CliRunner().invoke(main, ["export", "--no-float-first-layers"])
+    assert result.exit_code == 2 and "apply to --int8 exports" in result.output
