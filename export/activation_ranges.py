@@ -9,7 +9,7 @@ time would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from math import isqrt
 
 import numpy as np
@@ -37,9 +37,6 @@ def estimate_ranges(
     *,
     method: str = DEFAULT_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
-    channel_means: dict[str, np.ndarray] | None = None,
-    mean_names: Collection[str] = (),
-    channel_axis: int = -1,
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of every tensor in ``names`` over the ``images`` calibration images ``observe`` runs.
 
@@ -47,18 +44,14 @@ def estimate_ranges(
     ``100 - percentile`` and ``percentile`` percent of all its observed values, and a signed tensor at
     ``-t, t``, ``t`` the ``percentile`` of its magnitudes (2048-bin histograms, found in the same pass: see
     ``_Tails``), which trades saturation of rare outliers for finer steps; ``"mse"`` takes a second pass for
-    its histograms (``mse_range``). ``channel_means``, when given, is filled in the same pass with the mean
-    over images and positions per channel (``channel_axis``: -1 for NHWC values, 1 for NCHW) of each tensor
-    in ``mean_names``: the expected inputs bias correction needs. Raises ``ExportError`` for an unknown
-    method or a percentile outside (0, 100].
+    its histograms (``mse_range``). Raises ``ExportError`` for an unknown method or a percentile outside
+    (0, 100].
     """
     if method not in RANGE_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(RANGE_METHODS)}")
     if not 0 < percentile <= 100:
         raise ExportError(f"calibration percentile {percentile} is outside (0, 100]")
     names = list(names)
-    means = ChannelMeans(images, channel_axis) if channel_means is not None else None
-    averaged = set(mean_names) if means is not None else set()
     tails: dict[str, _Tails] = {}
     tail = 1.0 - percentile / 100.0
     lo = {name: np.inf for name in names}
@@ -72,10 +65,6 @@ def estimate_ranges(
             else:
                 lo[name] = min(lo[name], float(value.min()))
                 hi[name] = max(hi[name], float(value.max()))
-            if name in averaged:
-                means.add(name, value, count)
-    if means is not None:
-        channel_means.update(means.means())
     if method == "minmax":
         return {name: (lo[name], hi[name]) for name in names}
     if method == "percentile":
@@ -96,29 +85,6 @@ def estimate_ranges(
             continue
         ranges[name] = mse_range(counts[name], np.linspace(lo[name], hi[name], HISTOGRAM_BINS + 1))
     return ranges
-
-
-class ChannelMeans:
-    """Mean over images and positions, per channel, of tensors observed in batches: each image weighs the
-    same whatever the batch it came in (its own mean over positions, then the average over images)."""
-
-    def __init__(self, images: int, channel_axis: int = -1) -> None:
-        if channel_axis not in (-1, 1):
-            raise ExportError(f"channel axis {channel_axis}: channels are last (-1, NHWC) or axis 1 (NCHW)")
-        self.images, self.channel_axis = images, channel_axis
-        self._sums: dict[str, np.ndarray] = {}
-
-    def add(self, name: str, value: np.ndarray, count: int) -> None:
-        """Add ``value``, ``count`` images along axis 0 (a scalar is one image of one channel)."""
-        if self.channel_axis == 1 and value.ndim > 2:
-            per_image = value.mean(axis=tuple(range(2, value.ndim)), dtype=np.float64)
-        else:
-            rows = value.reshape(count, -1, value.shape[-1]) if value.ndim else value.reshape(1, 1, 1)
-            per_image = rows.mean(axis=1, dtype=np.float64)
-        self._sums[name] = self._sums.get(name, 0.0) + per_image.sum(axis=0)
-
-    def means(self) -> dict[str, np.ndarray]:
-        return {name: total / self.images for name, total in self._sums.items()}
 
 
 class _Tails:

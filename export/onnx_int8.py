@@ -12,7 +12,6 @@ stay in float (``float_first_layers``): BatchNorm networks amplify quantization 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from edgekit.cpu_features import CpuTarget, cpu_target
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
-from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, ChannelMeans, estimate_ranges
+from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
 from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
@@ -143,26 +142,23 @@ def observed_ranges(
     *,
     method: str = DEFAULT_CALIB_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
-    channel_means: dict[str, np.ndarray] | None = None,
-    mean_names: Sequence[str] = (),
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of the tensors ``names`` of the fp32 ``onnx_model`` over ``images_nchw``: the model runs in
     the activation observer (several images per run where its batch allows) and the shared estimator
-    (``activation_ranges.estimate_ranges``) reduces the values; ``channel_means`` as there, per NCHW
-    channel. Raises ``ExportError`` when ONNX Runtime cannot run the model on the images."""
+    (``activation_ranges.estimate_ranges``) reduces the values. Raises ``ExportError`` when ONNX Runtime
+    cannot run the model on the images."""
     from edgekit.runtimes.observer import ActivationObserver, ObservationError
 
     images = np.ascontiguousarray(images_nchw, dtype=np.float32)
     try:
-        with ActivationObserver(onnx_model, list(dict.fromkeys([*names, *mean_names]))) as observer:
+        with ActivationObserver(onnx_model, names) as observer:
 
             def observe(observed):
                 for start, values in zip(range(0, len(images), observer.batch), observer.iterate(images),
                                          strict=True):
                     yield min(observer.batch, len(images) - start), {n: values[n] for n in observed}
 
-            return estimate_ranges(observe, names, len(images), method=method, percentile=percentile,
-                                   channel_means=channel_means, mean_names=mean_names, channel_axis=1)
+            return estimate_ranges(observe, names, len(images), method=method, percentile=percentile)
     except ObservationError as exc:
         raise ExportError(f"ONNX Runtime could not run the fp32 graph on the calibration images ({exc.reason})")\
             from None
@@ -209,54 +205,6 @@ def fuse_pixel_prologue(model):
     graph.node.remove(add)
     drop_unread_initializers(graph)
     return model
-
-
-def correct_weight_rounding(onnx_model, images_nchw: np.ndarray, *, reduce_range: bool = False):
-    """A copy of the fp32 ``onnx_model`` whose Conv biases absorb the mean output shift that rounding their
-    weights will cause (``edgekit.export.weight_rounding``); returns ``(model, corrected conv count)``.
-
-    The rounding replicates ONNX Runtime's per-channel symmetric int8 weights (``max|w| / 127``, or
-    ``/ 64`` with ``reduce_range``); ``E[x]`` per input channel comes from running ``images_nchw``.
-    """
-    import copy
-
-    import onnx
-    from onnx import numpy_helper
-
-    from edgekit.export.passes.graph_utils import tensor_reads
-    from edgekit.export.weight_rounding import symmetric_per_channel_rounding, weight_rounding_shift
-
-    model = copy.deepcopy(onnx_model)
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    readers = tensor_reads(graph)
-    convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits and len(n.input) > 2
-             and n.input[2] in inits and readers[n.input[1]] == 1 and readers[n.input[2]] == 1]
-    means = _channel_means(model, sorted({n.input[0] for n in convs}), images_nchw)
-    qmax = 64 if reduce_range else 127
-    for node in convs:
-        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-        error = symmetric_per_channel_rounding(w, 0, qmax) - w
-        depthwise = w.shape[1] == 1 and len(means[node.input[0]]) == w.shape[0] > 1
-        kind, layout = ("DEPTHWISE_CONV_2D", (1, 2, 3, 0)) if depthwise else ("CONV_2D", (0, 2, 3, 1))
-        shift = weight_rounding_shift(kind, error.transpose(layout), means[node.input[0]])
-        bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) - shift
-        inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), node.input[2]))
-    onnx.checker.check_model(model)
-    return model, len(convs)
-
-
-def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
-    from edgekit.runtimes.observer import ActivationObserver
-
-    means = ChannelMeans(len(images_nchw), channel_axis=1)
-    with ActivationObserver(model, names) as observer:
-        for start, values in zip(range(0, len(images_nchw), observer.batch), observer.iterate(images_nchw),
-                                 strict=True):
-            for name, value in values.items():
-                means.add(name, value, min(observer.batch, len(images_nchw) - start))
-    return means.means()
 
 
 def export_onnx_int8(

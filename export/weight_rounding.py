@@ -14,25 +14,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def weight_rounding_shift(kind: str, error: np.ndarray, input_mean: np.ndarray) -> np.ndarray:
-    """Mean output shift per output channel that the weight error ``error`` (rounded minus float, in the
-    op's TFLite filter layout) causes on inputs with per-channel mean ``input_mean``.
+def weight_rounding_shift(error: np.ndarray, input_mean: np.ndarray) -> np.ndarray:
+    """Mean output shift per output channel that the weight error ``error`` (rounded minus float) of an ONNX
+    Conv or Gemm causes on inputs with per-channel mean ``input_mean``.
 
-    CONV_2D filters are OHWI (grouped when I is a fraction of the input channels), DEPTHWISE_CONV_2D
-    filters 1HW(C*multiplier), FULLY_CONNECTED weights OI.
+    Conv weights are OIHW, I the input channels of one group (a depthwise Conv has I = 1; output channel o
+    reads group ``o // (O / groups)``); Gemm weights are OI (``x @ W^T``), one group.
     """
     mean = np.asarray(input_mean, np.float64).reshape(-1)
     error = np.asarray(error, np.float64)
-    if kind == "DEPTHWISE_CONV_2D":
-        per_channel = error.sum(axis=(0, 1, 2))
-        multiplier = len(per_channel) // len(mean)
-        return per_channel * np.repeat(mean, multiplier)
-    if kind == "FULLY_CONNECTED":
-        return error @ mean
-    out_c, in_per_group = error.shape[0], error.shape[-1]
+    per_input = error.reshape(error.shape[0], error.shape[1], -1).sum(axis=2)
+    out_c, in_per_group = per_input.shape
     groups = len(mean) // in_per_group
     group_mean = mean.reshape(groups, in_per_group)[np.arange(out_c) // (out_c // groups)]
-    return (error.sum(axis=(1, 2)) * group_mean).sum(axis=1)
+    return (per_input * group_mean).sum(axis=1)
 
 
 def symmetric_per_channel_rounding(weights: np.ndarray, axis: int, qmax: int = 127) -> np.ndarray:
@@ -109,10 +104,7 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax:
         return model, result
     means = _channel_means(model, sorted({node.input[0] for node, _, _ in layers}), images_nchw)
     for node, error, name in layers:
-        if node.op_type == "Gemm":
-            shift = weight_rounding_shift("FULLY_CONNECTED", error, means[node.input[0]])
-        else:
-            shift = weight_rounding_shift("CONV_2D", error.transpose(0, 2, 3, 1), means[node.input[0]])
+        shift = weight_rounding_shift(error, means[node.input[0]])
         if len(node.input) > 2 and node.input[2]:
             bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
             inits[node.input[2]].CopyFrom(numpy_helper.from_array((bias - shift).astype(np.float32), node.input[2]))

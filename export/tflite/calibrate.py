@@ -12,7 +12,6 @@ import numpy as np
 from edgekit.errors import DataError, ExportError
 from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
 from edgekit.export.tflite.ir import Graph
-from edgekit.export.tflite.quantize import WEIGHTED_OPS
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.observer import LiteRTObserver, ObservationError
 
@@ -27,7 +26,6 @@ def calibrate_ranges(
     *,
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
-    channel_means: dict[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` over ``images_nhwc``.
 
@@ -37,10 +35,6 @@ def calibrate_ranges(
     (``"minmax"``, TensorFlow's default: the extremes; ``"percentile"``: both tails clipped; ``"mse"``:
     least-squares clipping, a second pass). Raises ``DataError`` for images that do not fit the graph's
     input and ``ExportError`` for a graph with other than one float input or an unknown method.
-
-    ``channel_means``, when given, is filled in the same pass with the mean over images and positions per
-    channel (last axis) of every tensor an op with int8 weights reads (``quantize.WEIGHTED_OPS``): the
-    expected inputs that ``quantize_graph`` corrects weight-rounding bias with.
     """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
@@ -55,13 +49,11 @@ def calibrate_ranges(
         )
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
     observer = _observer(graph, watched)
-    averaged = {op.inputs[0] for op in graph.ops if op.kind in WEIGHTED_OPS} if channel_means is not None else set()
 
     def observe(names: list[str]):
         return ((1, values) for values in _activations(observer, images, names))
 
-    return estimate_ranges(observe, watched, len(images), method=method, percentile=percentile,
-                           channel_means=channel_means, mean_names=averaged, channel_axis=-1)
+    return estimate_ranges(observe, watched, len(images), method=method, percentile=percentile)
 
 
 def _observer(graph: Graph, names: list[str]) -> LiteRTObserver:

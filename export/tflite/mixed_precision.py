@@ -49,7 +49,6 @@ def quantize_with_float_fallback(
     images_nhwc: np.ndarray,
     *,
     io: str = "int8",
-    input_means: dict[str, np.ndarray] | None = None,
     float_ops: Mapping[str, str] = FLOAT_OPS,
     target: float = TARGET_COSINE,
     max_macs: float = MAX_FLOAT_MACS,
@@ -67,7 +66,6 @@ def quantize_with_float_fallback(
     from edgekit.runtimes.observer import LiteRTObserver
 
     images = np.ascontiguousarray(images_nhwc[:IMAGES], dtype=np.float32)
-    options = {"input_means": input_means, "float_ops": float_ops}
     macs = layer_macs(graph)
     total = sum(macs.values()) or 1
     order = [op.outputs[0] for op in graph.ops if op.outputs]
@@ -85,9 +83,9 @@ def quantize_with_float_fallback(
     expected = outputs(graph)
 
     def score(k: int) -> float:
-        return _worst_cosine(expected, outputs(quantize_graph(graph, ranges, io="float", float_nodes=prefix(k),
-                                                              **options)))
+        candidate = quantize_graph(graph, ranges, io="float", float_nodes=prefix(k), float_ops=float_ops)
+        return _worst_cosine(expected, outputs(candidate))
 
     chosen = grow_float_prefix(shares, score, target=target, max_macs=max_macs)
-    quantized = quantize_graph(graph, ranges, io=io, float_nodes=prefix(chosen.convs), **options)
+    quantized = quantize_graph(graph, ranges, io=io, float_nodes=prefix(chosen.convs), float_ops=float_ops)
     return quantized, replace(chosen, layers=tuple(layers[: chosen.convs]))

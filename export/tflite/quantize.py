@@ -19,7 +19,6 @@ import numpy as np
 from edgekit.errors import ExportError
 from edgekit.export.tflite.delegate_uint8_edges import delegate_uint8_edges
 from edgekit.export.tflite.ir import Graph, Op, Quant, Tensor
-from edgekit.export.weight_rounding import weight_rounding_shift
 
 QMIN, QMAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -95,8 +94,6 @@ NORM_STATISTICS_KEY = "norm statistics (MEAN/SUB/MUL/ADD)"
 # Op kind -> (data input, weight input, bias input, per-channel axis of the weights).
 _WEIGHTS = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3), "FULLY_CONNECTED": (0, 1, 2, 0),
             "TRANSPOSE_CONV": (2, 1, 3, 0)}
-#: Ops with int8 weights whose data input is input 0: bias correction reads the channel means of it.
-WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 QUANTIZABLE_OPS = frozenset(SHARED_QUANT_OPS) | frozenset(FIXED_OUTPUT_QUANT) | _RESCALING_OPS
 
@@ -199,7 +196,6 @@ def quantize_graph(
     ranges: dict[str, tuple[float, float]],
     *,
     io: str = "int8",
-    input_means: dict[str, np.ndarray] | None = None,
     float_ops: Mapping[str, str] = FLOAT_OPS,
     float_nodes: Collection[str] = (),
 ) -> Graph:
@@ -209,12 +205,9 @@ def quantize_graph(
     the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="uint8"``
     makes them uint8 (same scales, zero points + 128) with one exact QUANTIZE at each edge; ``io="float"``
     keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Int32
-    constants (shapes, axes, permutations, paddings) are kept as they are.
-
-    ``input_means`` (per-channel means of activations, from ``calibrate_ranges(channel_means=...)``)
-    turns on bias correction: rounding the weights ``W`` to ``Wq`` shifts every output of a layer by
-    ``(Wq - W) . E[x]`` on average, and that shift is taken out of the bias (Nagel et al. 2019, "Data-Free
-    Quantization", section 4.2, with the expectation measured instead of derived from BatchNorm).
+    constants (shapes, axes, permutations, paddings) are kept as they are. Weights and biases are mapped as
+    they are: bias correction of their rounding happens before, on the fp32 ONNX graph
+    (``weight_rounding.correct_weight_rounding``, run by ``ptq_steps.prepare_model``).
 
     Ops in ``float_ops`` (kind -> why; default ``FLOAT_OPS``, for XNNPACK; ``NO_INT8_KERNEL`` for LiteRT's
     builtin kernels alone) run in float: a DEQUANTIZE in front of and a QUANTIZE behind each run of them
@@ -270,8 +263,7 @@ def quantize_graph(
             q = quantize_values(value, quant)
             op.inputs[2] = g.add_constant(op.inputs[2] + "_int8", q, copy.deepcopy(quant))
         elif op.kind in _WEIGHTS:
-            data = op.inputs[_WEIGHTS[op.kind][0]]
-            _quantize_weights(g, op, graph, (input_means or {}).get(data) if op.kind in WEIGHTED_OPS else None)
+            _quantize_weights(g, op, graph)
     _drop_unused_tensors(g)
 
     if io == "float":
@@ -512,12 +504,8 @@ def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
     return activation_quant(lo, hi)
 
 
-def _quantize_weights(graph: Graph, op: Op, original: Graph, input_mean: np.ndarray | None = None) -> None:
-    """Per-channel int8 weights and an int32 bias for ``op``; float values are read from ``original``.
-
-    With ``input_mean`` (the per-channel mean of the op's input) the bias absorbs the mean output shift
-    that rounding the weights causes (``weight_rounding_shift``).
-    """
+def _quantize_weights(graph: Graph, op: Op, original: Graph) -> None:
+    """Per-channel int8 weights and an int32 bias for ``op``; float values are read from ``original``."""
     xi, wi, bi, axis = _WEIGHTS[op.kind]
     inputs = op.inputs + [""] * (bi + 1 - len(op.inputs))
     x, w, b = inputs[xi], inputs[wi], inputs[bi]
@@ -527,19 +515,9 @@ def _quantize_weights(graph: Graph, op: Op, original: Graph, input_mean: np.ndar
     q, wq = quantize_per_channel(original.tensors[w].data, axis)
     inputs[wi] = _constant(graph, w, q, wq)
     bias = original.tensors[b].data if b else np.zeros(len(wq.scale), np.float32)
-    if input_mean is not None:
-        weights = original.tensors[w].data
-        rounded = q.astype(np.float64) * wq.scale.astype(np.float64).reshape(_axis_shape(weights.ndim, wq.axis))
-        bias = np.asarray(bias, np.float64) - weight_rounding_shift(op.kind, rounded - weights, input_mean)
     qb, bq = quantize_bias(bias, float(graph.tensors[x].quant.scale[0]), wq.scale)
     inputs[bi] = _constant(graph, b or op.outputs[0] + "_bias", qb, bq)
     op.inputs = inputs
-
-
-def _axis_shape(ndim: int, axis: int) -> list[int]:
-    shape = [1] * ndim
-    shape[axis] = -1
-    return shape
 
 
 def _constant(graph: Graph, name: str, value: np.ndarray, quant: Quant) -> str:

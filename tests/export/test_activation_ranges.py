@@ -6,24 +6,15 @@ import numpy as np
 import pytest
 
 from edgekit.errors import ExportError
-from edgekit.export.activation_ranges import HISTOGRAM_BINS, ChannelMeans, estimate_ranges
+from edgekit.export.activation_ranges import HISTOGRAM_BINS, estimate_ranges
 
 SHAPES = {"normal": (1, 6, 6, 8), "relu": (1, 6, 6, 8), "heavy": (1, 4, 4, 16), "ties": (1, 3, 3, 4)}
 METHODS = [("minmax", 100.0), ("percentile", 99.9), ("percentile", 99.0), ("percentile", 90.0), ("mse", 100.0)]
 
-# What export/tflite/calibrate.py's calibrate_ranges returned for these values (one image per run, channel
-# means of "relu" and "heavy") before its estimator moved to export/activation_ranges.py, recorded as float.hex.
+# What export/tflite/calibrate.py's calibrate_ranges returned for these values (one image per run) before its
+# estimator moved to export/activation_ranges.py, recorded as float.hex.
 # Percentile ranges of signed tensors (all but "relu") were per-side tails then; they are symmetric on |x| now.
-RECORDED = {"means": {"heavy": ["-0x1.66f47e0555555p-3", "-0x1.b57c32e800000p-2", "0x1.82855761e0000p+0",
-                                "0x1.9f90b326d5555p-2", "0x1.40592a8f2aaabp-1", "0x1.ff9eda20aaaabp-1",
-                                "-0x1.669a23ed00000p-1", "0x1.ebca3a8baaaabp-3", "0x1.2788da7607000p+0",
-                                "-0x1.4eba456b20000p-5", "-0x1.1c36afc49d555p+0", "-0x1.2ff33a6340000p-2",
-                                "0x1.7248929000000p-4", "-0x1.5f1b86d640000p-2", "0x1.6d55bd5aaaaabp-3",
-                                "0x1.b7a2daba80000p+0"],
-                      "relu": ["0x1.b2ecb2c225ed1p-2", "0x1.3b99a6581c71cp-2", "0x1.a1cdbfce5097bp-2",
-                               "0x1.9102b47cda130p-2", "0x1.9d28bfc4cbda1p-2", "0x1.8dffe5e325ed0p-2",
-                               "0x1.52fa4d32725edp-2", "0x1.879da94e097b4p-2"]},
-            "minmax": {"heavy": ("-0x1.b949240000000p+6", "0x1.40c7740000000p+7"),
+RECORDED = {"minmax": {"heavy": ("-0x1.b949240000000p+6", "0x1.40c7740000000p+7"),
                        "normal": ("-0x1.bf32460000000p+1", "0x1.d103e20000000p+1"),
                        "relu": ("0x0.0p+0", "0x1.03f15c0000000p+2"),
                        "ties": ("-0x1.4000000000000p+1", "0x1.8000000000000p+1")},
@@ -77,27 +68,19 @@ def key(method: str, percentile: float) -> str:
 @pytest.mark.parametrize(("method", "percentile"), METHODS)
 def test_ranges_are_those_tflite_calibration_computed_before_the_move(method, percentile):
     images = per_image_values()
-    means: dict[str, np.ndarray] = {}
-    got = estimate_ranges(in_batches(images, 1), list(SHAPES), len(images), method=method, percentile=percentile,
-                          channel_means=means, mean_names=["relu", "heavy"])
+    got = estimate_ranges(in_batches(images, 1), list(SHAPES), len(images), method=method, percentile=percentile)
     kept = ["relu"] if method == "percentile" else list(SHAPES)
     assert {n: (got[n][0].hex(), got[n][1].hex()) for n in kept} == {n: RECORDED[key(method, percentile)][n]
                                                                       for n in kept}
-    assert {n: [float(v).hex() for v in m] for n, m in means.items()} == RECORDED["means"]
 
 
 @pytest.mark.parametrize(("method", "percentile"), METHODS)
 @pytest.mark.parametrize("batch", [5, 12])
 def test_batches_give_the_ranges_of_one_image_at_a_time(method, percentile, batch):
     images = per_image_values()
-    one, many = {}, {}
-    alone = estimate_ranges(in_batches(images, 1), list(SHAPES), 12, method=method, percentile=percentile,
-                            channel_means=one, mean_names=list(SHAPES))
-    batched = estimate_ranges(in_batches(images, batch), list(SHAPES), 12, method=method, percentile=percentile,
-                              channel_means=many, mean_names=list(SHAPES))
+    alone = estimate_ranges(in_batches(images, 1), list(SHAPES), 12, method=method, percentile=percentile)
+    batched = estimate_ranges(in_batches(images, batch), list(SHAPES), 12, method=method, percentile=percentile)
     assert batched == alone
-    for name in SHAPES:
-        np.testing.assert_allclose(many[name], one[name], rtol=1e-12, atol=1e-15)
 
 
 def histogram_cut(values: np.ndarray, lo: float, hi: float, share: float) -> int:
@@ -135,20 +118,9 @@ def test_constant_tensor_keeps_its_value():
         assert estimate_ranges(in_batches(images, 2), ["c"], 3, method=method) == {"c": (2.5, 2.5)}
 
 
-def test_nchw_channel_means_are_per_image_means_averaged():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((6, 3, 4, 5)).astype(np.float32) + np.array([1.0, -2.0, 0.5], np.float32)[:, None, None]
-    means = ChannelMeans(6, channel_axis=1)
-    means.add("x", x[:4], 4)
-    means.add("x", x[4:], 2)
-    np.testing.assert_allclose(means.means()["x"], x.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-12)
-
-
 def test_refusals():
     observe = in_batches(per_image_values(2), 1)
     with pytest.raises(ExportError, match="unknown calibration method 'entropy'; choose one of minmax"):
         estimate_ranges(observe, ["normal"], 2, method="entropy")
     with pytest.raises(ExportError, match=r"percentile 0 is outside \(0, 100\]"):
         estimate_ranges(observe, ["normal"], 2, percentile=0)
-    with pytest.raises(ExportError, match="channel axis 2"):
-        ChannelMeans(2, channel_axis=2)

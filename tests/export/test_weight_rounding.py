@@ -1,6 +1,6 @@
 """Weight-rounding bias correction: the mean output shift of a weight error, checked against PyTorch's
-convolutions on inputs that are constant per channel (where "mean over positions" is exact), and the
-symmetric per-channel rounding the ONNX exporter replicates."""
+convolutions on inputs that are constant per channel (where "mean over positions" is exact), the symmetric
+per-channel rounding both int8 backends apply, and the pass on the fp32 ONNX graph."""
 
 from __future__ import annotations
 
@@ -26,32 +26,31 @@ def _mean_over_positions(y: torch.Tensor) -> np.ndarray:
 def test_conv2d_shift_is_mean_output_of_error_conv(groups):
     rng = np.random.default_rng(groups)
     in_c, out_c, k = 6, 8, 3
-    error = rng.normal(0, 1, (out_c, k, k, in_c // groups))  # OHWI, I per group
+    error = rng.normal(0, 1, (out_c, in_c // groups, k, k))  # OIHW, I per group
     mean = rng.uniform(-1, 2, in_c)
-    y = F.conv2d(_constant_input(mean), torch.from_numpy(error.transpose(0, 3, 1, 2).copy()), groups=groups)
-    np.testing.assert_allclose(weight_rounding_shift("CONV_2D", error, mean), _mean_over_positions(y),
+    y = F.conv2d(_constant_input(mean), torch.from_numpy(error), groups=groups)
+    np.testing.assert_allclose(weight_rounding_shift(error, mean), _mean_over_positions(y),
                                rtol=1e-10, atol=1e-10)
 
 
 def test_grouped_conv_uses_each_groups_own_input_mean():
     # Group 0 reads channels {0, 1}, group 1 reads {2, 3}: an error only in group 1's filters sees only
     # the means of channels 2 and 3.
-    error = np.zeros((4, 1, 1, 2))
+    error = np.zeros((4, 2, 1, 1))
     error[2:] = 1.0
     mean = np.array([100.0, 100.0, 1.0, 2.0])
-    np.testing.assert_allclose(weight_rounding_shift("CONV_2D", error, mean), [0, 0, 3, 3])
+    np.testing.assert_allclose(weight_rounding_shift(error, mean), [0, 0, 3, 3])
 
 
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_depthwise_shift_is_mean_output_of_error_conv(multiplier):
     rng = np.random.default_rng(10 + multiplier)
     channels, k = 5, 3
-    error = rng.normal(0, 1, (1, k, k, channels * multiplier))  # 1HW(C*multiplier)
+    # depthwise: (C*multiplier, 1, kH, kW), output channel c*multiplier+m reads input c
+    error = rng.normal(0, 1, (channels * multiplier, 1, k, k))
     mean = rng.uniform(-1, 2, channels)
-    # PyTorch depthwise: (C*multiplier, 1, kH, kW), output channel c*multiplier+m reads input c, as TFLite.
-    weight = torch.from_numpy(error[0].transpose(2, 0, 1)[:, None].copy())
-    y = F.conv2d(_constant_input(mean), weight, groups=channels)
-    np.testing.assert_allclose(weight_rounding_shift("DEPTHWISE_CONV_2D", error, mean), _mean_over_positions(y),
+    y = F.conv2d(_constant_input(mean), torch.from_numpy(error), groups=channels)
+    np.testing.assert_allclose(weight_rounding_shift(error, mean), _mean_over_positions(y),
                                rtol=1e-10, atol=1e-10)
 
 
@@ -60,7 +59,7 @@ def test_fully_connected_shift_is_mean_output_of_error_layer():
     error = rng.normal(0, 1, (10, 16))  # OI
     x = rng.uniform(0, 1, (500, 16))  # linearity: the mean output is the layer applied to the mean input
     y = F.linear(torch.from_numpy(x), torch.from_numpy(error))
-    np.testing.assert_allclose(weight_rounding_shift("FULLY_CONNECTED", error, x.mean(axis=0)),
+    np.testing.assert_allclose(weight_rounding_shift(error, x.mean(axis=0)),
                                y.mean(dim=0).numpy(), rtol=1e-10, atol=1e-10)
 
 
@@ -93,8 +92,8 @@ def test_symmetric_rounding_is_on_a_per_channel_grid(qmax, axis):
 
 
 def test_symmetric_rounding_matches_the_tflite_int8_weights():
-    # The ONNX bias correction replicates this rounding; the TFLite quantizer uses quantize_per_channel.
-    # Both must round the same way, or the TFLite correction would subtract the wrong shift.
+    # Bias correction (on the ONNX graph, for both formats) assumes this rounding; the TFLite backend rounds
+    # with quantize_per_channel. Both must round the same way, or TFLite biases would absorb the wrong shift.
     w = _weights_with_outliers(np.random.default_rng(7)).astype(np.float32)
     q, quant = quantize_per_channel(w, 0)
     dequantized = q.astype(np.float64) * quant.scale.astype(np.float64).reshape(-1, 1, 1, 1)
@@ -185,3 +184,27 @@ def test_layers_on_their_grid_are_left_alone_without_running_the_images():
     # 7-bit weights have another grid: the 8-bit rounding is off it
     _, seven = correct_weight_rounding(model, _positive_images(4), qmax=64)
     assert seven.corrected == ["layer"]
+
+
+@pytest.mark.parametrize("kind", ["conv", "depthwise", "gemm"])
+def test_input_means_are_per_image_means_over_every_batch_the_observer_runs(kind):
+    # 20 images of different scales, varying over positions: two observer runs (16 + 4), and each image
+    # must weigh the same, whatever run it came in.
+    from onnx import numpy_helper
+
+    from edgekit.export.weight_rounding import correct_weight_rounding
+    from edgekit.runtimes.observer import ActivationObserver
+
+    model = _onnx_model(kind)
+    rng = np.random.default_rng(5)
+    images = (rng.uniform(0, 1, (20, 4, 6, 6)) * rng.uniform(0.5, 4, (20, 1, 1, 1))).astype(np.float32)
+    with ActivationObserver(model, ["x"]) as observer:
+        assert observer.batch < len(images)
+    corrected, _ = correct_weight_rounding(model, images)
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    error = symmetric_per_channel_rounding(init["w"], 0) - init["w"]
+    mean = images.astype(np.float64).mean(axis=(0, 2, 3))  # every image has as many positions
+    shift = weight_rounding_shift(error, mean)
+    got = {t.name: numpy_helper.to_array(t) for t in corrected.graph.initializer}["b"]
+    np.testing.assert_allclose(got, init["b"] - shift, rtol=0, atol=1e-6)
+    assert np.abs(shift).max() > 1e-3  # the means matter, so the test can fail
