@@ -24,8 +24,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 
 def _schema():
     from ai_edge_litert import schema_py_generated as schema
@@ -100,20 +98,9 @@ def _packed(obj, flatbuffers) -> bytearray:
 
 
 def _interpreter(content: bytes, threads: int):
-    from edgekit.runtimes.litert_runtime import load_interpreter_module
+    from edgekit.runtimes.litert_runtime import interpreter_with_random_inputs
 
-    interpreter = load_interpreter_module()[0](model_content=content, num_threads=threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            x = rng.integers(max(info.min, -100), min(info.max, 100), size=detail["shape"], endpoint=True)
-        else:
-            x = rng.standard_normal(detail["shape"])
-        interpreter.set_tensor(detail["index"], np.ascontiguousarray(x, dtype=dtype))
-    return interpreter
+    return interpreter_with_random_inputs(content, threads, int_span=100)
 
 
 def fastest_ms(content: bytes, threads: int, runs: int) -> float:

@@ -209,20 +209,9 @@ def parity(path: str, images: np.ndarray, reference: list[np.ndarray]) -> dict:
 
 
 def _interpreter(content: bytes, threads: int):
-    from edgekit.runtimes.litert_runtime import load_interpreter_module
+    from edgekit.runtimes.litert_runtime import interpreter_with_random_inputs
 
-    interpreter = load_interpreter_module()[0](model_content=content, num_threads=threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            x = rng.integers(info.min, info.max, size=detail["shape"], endpoint=True)
-        else:
-            x = rng.standard_normal(detail["shape"])
-        interpreter.set_tensor(detail["index"], np.ascontiguousarray(x, dtype=dtype))
-    return interpreter
+    return interpreter_with_random_inputs(content, threads)
 
 
 def time_pair(edgekit_path: str, peer_path: str, threads: int, runs: int) -> tuple[Spread, Spread]:

@@ -50,6 +50,25 @@ def load_interpreter_module() -> tuple[Any, Any, str, str]:
         ) from None
 
 
+def interpreter_with_random_inputs(content: bytes, threads: int, *, int_span: int | None = None):
+    """A LiteRT interpreter (default delegate: XNNPACK) for the model ``content`` with every input set to seeded
+    random values, ready to ``invoke()`` for timing: integers over the input type's range (within
+    ``+-int_span`` when given), floats standard normal."""
+    interpreter = load_interpreter_module()[0](model_content=content, num_threads=threads)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            lo, hi = (info.min, info.max) if int_span is None else (max(info.min, -int_span), min(info.max, int_span))
+            x = rng.integers(lo, hi, size=detail["shape"], endpoint=True)
+        else:
+            x = rng.standard_normal(detail["shape"])
+        interpreter.set_tensor(detail["index"], np.ascontiguousarray(x, dtype=dtype))
+    return interpreter
+
+
 class LiteRTRuntime(Runtime):
     """A LiteRT ``Interpreter`` over a ``.tflite`` file.
 
