@@ -1,7 +1,7 @@
 """An exported file records the parity it proved; ``check`` flags a quantized file that fell below it.
 
 The mutation is the issue's: one output channel's weight scale of an int8 convolution divided by 4, which
-keeps cosine above the int8 limit (0.95) but costs ~3 dB of SQNR.
+keeps cosine above the int8 limit (0.95) but costs ~2.5 dB of SQNR (17.4 -> 14.9 dB, cosine 0.984).
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ def int8_tflite(tmp_path_factory):
 
 
 def scale_one_channel(src, dst, factor: float) -> str:
-    """Copy of ``src`` with channel 0 of the last per-channel conv filter's scale multiplied by ``factor``."""
+    """Copy of ``src`` with channel 0 of the first per-channel conv filter's scale (the stem convolution, which
+    every later layer reads) multiplied by ``factor``. The last filters of a folded-shuffle file are fate-group
+    slices whose channel 0 moves the logits by under 0.1 dB."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(open(src, "rb").read()), 0)
     filters = [t for t in model.subgraphs[0].tensors if t.quantization is not None
                and t.quantization.scale is not None and len(t.quantization.scale) > 1 and b"filter" in t.name]
-    scale = np.array(filters[-1].quantization.scale, dtype=np.float32)
+    scale = np.array(filters[0].quantization.scale, dtype=np.float32)
     scale[0] *= factor
-    filters[-1].quantization.scale = scale
+    filters[0].quantization.scale = scale
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     with open(dst, "wb") as f:
