@@ -3,10 +3,6 @@ alone, with the file's constants, and computes what the op computes in the file.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,16 +13,10 @@ from edgekit.export.tflite.from_onnx import onnx_to_tflite_graph
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.litert_runtime import load_interpreter_module
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tflite_op_times.py"
-
 
 @pytest.fixture(scope="module")
-def op_times():
-    spec = importlib.util.spec_from_file_location("tflite_op_times", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tflite_op_times"] = module
-    spec.loader.exec_module(module)
-    return module
+def op_times(load_benchmark):
+    return load_benchmark("tflite_op_times")
 
 
 def test_one_op_models_compute_the_files_ops(op_times, tmp_path):

@@ -3,22 +3,12 @@ and the rendered table/page. The benchmark itself (exports, litert-torch, timing
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "zoo_latency.py"
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    spec = importlib.util.spec_from_file_location("zoo_latency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["zoo_latency"] = module
-    spec.loader.exec_module(module)
-    return module
+def zoo(load_benchmark):
+    return load_benchmark("zoo_latency")
 
 
 class SteppedClock:
