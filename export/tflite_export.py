@@ -90,7 +90,7 @@ def export_tflite(
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
-    from edgekit.export.tflite.inspect import undelegated_ops, xnnpack_partitions
+    from edgekit.export.tflite.inspect import xnnpack_delegation
     from edgekit.export.tflite.writer import write_tflite
 
     if shuffle_lowering not in TFLITE_SHUFFLE_LOWERINGS:
@@ -184,8 +184,8 @@ def export_tflite(
                   METADATA_KEY: contract.to_metadata()}
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
     content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes)
-    partitions = xnnpack_partitions(content)
-    left_out = undelegated_ops(content)
+    delegation = xnnpack_delegation(content)
+    partitions, left_out = delegation.partitions, delegation.undelegated
     if left_out:  # invisible in the partition count when they sit at the graph's ends
         kinds = ", ".join(f"{kind} x{left_out.count(kind)}" for kind in dict.fromkeys(left_out))
         notes.append(f"ops XNNPACK does not take, run by LiteRT's builtin kernels: {kinds}")
