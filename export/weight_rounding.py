@@ -111,9 +111,7 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax:
         else:
             tensor = numpy_helper.from_array((-shift).astype(np.float32), f"{node.output[0]}_rounding_bias")
             graph.initializer.append(tensor)
-            while len(node.input) < 2:
-                node.input.append("")
-            if len(node.input) == 2:
+            if len(node.input) == 2:  # layers have at least data and weights (checked above)
                 node.input.append(tensor.name)
             else:
                 node.input[2] = tensor.name
