@@ -12,6 +12,7 @@ stay in float (``float_first_layers``): BatchNorm networks amplify quantization 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,23 +143,32 @@ def observed_ranges(
     *,
     method: str = DEFAULT_CALIB_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
+    views: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of the tensors ``names`` of the fp32 ``onnx_model`` over ``images_nchw``: the model runs in
     the activation observer (several images per run where its batch allows) and the shared estimator
-    (``activation_ranges.estimate_ranges``) reduces the values. Raises ``ExportError`` when ONNX Runtime
-    cannot run the model on the images."""
+    (``activation_ranges.estimate_ranges``) reduces the values. ``views`` (TFLite: a channel subset of a
+    tensor, a scaled tensor) asks for the ranges of values derived from the observed tensors instead:
+    ``{key: (tensor, function of a batch of it)}``, the result keyed alike. Raises ``ExportError`` when ONNX
+    Runtime cannot run the model on the images."""
     from edgekit.runtimes.observer import ActivationObserver, ObservationError
 
     images = np.ascontiguousarray(images_nchw, dtype=np.float32)
+    if views is None:
+        views = {name: (name, None) for name in names}
     try:
         with ActivationObserver(onnx_model, names) as observer:
 
-            def observe(observed):
+            def observe(keys):
                 for start, values in zip(range(0, len(images), observer.batch), observer.iterate(images),
                                          strict=True):
-                    yield min(observer.batch, len(images) - start), {n: values[n] for n in observed}
+                    derived = {}
+                    for key in keys:
+                        tensor, view = views[key]
+                        derived[key] = values[tensor] if view is None else view(values[tensor])
+                    yield min(observer.batch, len(images) - start), derived
 
-            return estimate_ranges(observe, names, len(images), method=method, percentile=percentile)
+            return estimate_ranges(observe, list(views), len(images), method=method, percentile=percentile)
     except ObservationError as exc:
         raise ExportError(f"ONNX Runtime could not run the fp32 graph on the calibration images ({exc.reason})")\
             from None

@@ -151,13 +151,16 @@ def export_tflite(
             notes.append(f"input normalisation applied by a MUL and an ADD in the model ({ready.fold_refusal})")
     if int8:
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
-        from edgekit.export.tflite.calibrate import calibrate_ranges
+        from edgekit.export.tflite.calibrate import onnx_ranges
         from edgekit.export.tflite.mixed_precision import quantize_with_float_fallback
         from edgekit.export.tflite.quantize import quantize_graph
 
+        normalized = images.transpose(0, 3, 1, 2)  # what the ONNX graph takes
         if pixel_input:
             images = to_pixels(images, handle.mean, handle.std, channel_axis=3)
-        ranges = calibrate_ranges(graph, images, method=calib_method)
+        calibrated = onnx_ranges(graph, ready.model, normalized, images, method=calib_method)
+        notes.append(calibrated.note())
+        ranges = calibrated.ranges
         if pixel_input:
             ranges[graph.inputs[0]] = PIXEL_RANGE
         edge = {"uint8": "uint8", "int8": "int8", "float32": "float"}[in_dtype]

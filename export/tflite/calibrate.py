@@ -1,17 +1,29 @@
-"""Calibration ranges for TFLite int8: run the lowered fp32 graph in LiteRT, observe every activation, and
-hand the values to the estimator both formats share (``edgekit.export.activation_ranges``)."""
+"""Calibration ranges for TFLite int8, computed on the fp32 ONNX graph the TFLite graph was lowered from.
+
+The lowering records where each activation's values are in the ONNX graph (``ir.Origin``: an ONNX tensor, a
+subset of its channels for the convolutions a folded channel shuffle cut into groups, a constant factor where
+a pass moved one into the next layer's weights). ``onnx_ranges`` observes those ONNX tensors in ONNX Runtime
+(``runtimes.observer.ActivationObserver``, the observer the ONNX backend calibrates with, several images per
+run) and hands the values to the estimator both formats share (``edgekit.export.activation_ranges``): the
+same images, the same statistic, the same tensors as ``--format onnx``. A tensor that shares its int8 params
+with others (a concatenation, a reshape, a pooling) takes their range; only a tensor that exists in neither
+form (a decomposed op's inner value with no ONNX tensor and no partner) is observed on the lowered graph in
+LiteRT (``calibrate_ranges``), and the result counts them.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
+from onnx import numpy_helper
 
 from edgekit.errors import DataError, ExportError
 from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
-from edgekit.export.tflite.ir import Graph
+from edgekit.export.tflite.ir import LAYER_NORM_STEPS, Graph, Origin
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.observer import LiteRTObserver, ObservationError
 
@@ -26,8 +38,10 @@ def calibrate_ranges(
     *,
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
+    names: list[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` over ``images_nhwc``.
+    """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` (or only of ``names``) over
+    ``images_nhwc``, observed on ``graph`` itself.
 
     ``images_nhwc`` is float32 ``(N, H, W, C)``, preprocessed as the model expects; images run one at a
     time through LiteRT on XNNPACK, with every observed tensor made an output of the model. Keys are the
@@ -48,12 +62,113 @@ def calibrate_ranges(
             " NHWC float32 with N >= 1"
         )
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
+    if names is not None:
+        watched = [name for name in watched if name in set(names)]
     observer = _observer(graph, watched)
 
     def observe(names: list[str]):
         return ((1, values) for values in _activations(observer, images, names))
 
     return estimate_ranges(observe, watched, len(images), method=method, percentile=percentile)
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Calibrated ``(lo, hi)`` per float activation of a TFLite graph, and where they were computed."""
+
+    ranges: dict[str, tuple[float, float]]
+    on_onnx: int  # tensors whose values were observed on the ONNX graph
+    shared: int  # tensors that took the range of the tensors they share int8 params with
+    on_tflite: int  # tensors with no ONNX counterpart and no partner, observed on the lowered graph
+
+    def note(self) -> str:
+        where = f"ranges of {self.on_onnx} tensors computed on the ONNX graph"
+        if self.shared:
+            where += f", {self.shared} shared with the tensors they are quantized with"
+        if self.on_tflite:
+            where += f", {self.on_tflite} observed on the lowered graph (no ONNX tensor holds them)"
+        return where
+
+
+def onnx_ranges(
+    graph: Graph,
+    onnx_model,
+    images_nchw: np.ndarray,
+    images_nhwc: np.ndarray,
+    *,
+    method: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
+) -> Ranges:
+    """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` (lowered from ``onnx_model`` by
+    ``from_onnx.onnx_to_tflite_graph``), computed on ``onnx_model`` (module doc).
+
+    ``images_nchw``: the calibration images as ``onnx_model`` takes them; ``images_nhwc``: the same images as
+    ``graph`` takes them (pixels where the normalisation was folded), for the tensors observed in LiteRT.
+    Raises ``ExportError`` when ONNX Runtime cannot run ``onnx_model`` or for an unknown method.
+    """
+    from edgekit.export.onnx_int8 import observed_ranges
+    from edgekit.export.tflite.from_onnx import lowering_source
+    from edgekit.export.tflite.quantize import shared_quant_classes
+
+    if method not in CALIBRATION_METHODS:
+        raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
+    origins = {name: graph.tensors[name].origin for name in watched if graph.tensors[name].origin is not None}
+    source = lowering_source(onnx_model)
+    views = sorted(set(origins.values()), key=repr)
+    gammas = {o.derived[4] for o in views if o.derived and o.derived[4]}
+    constants = {t.name: numpy_helper.to_array(t) for t in source.graph.initializer if t.name in gammas}
+    by_origin = observed_ranges(source, images_nchw, sorted({o.onnx for o in views}), method=method,
+                                percentile=percentile, views={_key(o): _view(o, constants) for o in views})
+    ranges = {name: by_origin[_key(origin)] for name, origin in origins.items()}
+    shared, alone = {}, []
+    classes = list(shared_quant_classes(graph).values())
+    class_of = {member: members for members in classes for member in members}
+    for name in watched:
+        if name in ranges:
+            continue
+        known = [ranges[m] for m in class_of.get(name, ()) if m in ranges]
+        if known:
+            shared[name] = (min(r[0] for r in known), max(r[1] for r in known))
+        else:
+            alone.append(name)
+    observed = {}
+    if alone:
+        observed = calibrate_ranges(graph, images_nhwc, method=method, percentile=percentile, names=alone)
+    return Ranges({**ranges, **shared, **observed}, len(ranges), len(shared), len(observed))
+
+
+def _key(origin: Origin) -> str:
+    return repr(origin)
+
+
+def _view(origin: Origin, constants: dict[str, np.ndarray]):
+    """``(ONNX tensor, the values origin names as a function of a batch of it)``: channels on axis 1."""
+    def view(value: np.ndarray) -> np.ndarray:
+        if origin.derived:
+            value = layer_norm_step(value, *origin.derived[1:4], constants.get(origin.derived[4]))
+        if origin.channels is not None:
+            value = np.take(value, origin.channels, axis=1)
+        return value * np.float32(origin.scale) if origin.scale != 1.0 else value
+    return origin.onnx, view
+
+
+def layer_norm_step(x: np.ndarray, step: str, axis: int, epsilon: float, gamma: np.ndarray | None) -> np.ndarray:
+    """Inner value ``step`` (``ir.LAYER_NORM_STEPS``) of ONNX LayerNormalization of ``x`` over the axes from
+    ``axis`` on, as the TFLite lowering computes it (``lower_tensor.op_LayerNormalization``)."""
+    if step not in LAYER_NORM_STEPS:
+        raise ExportError(f"unknown LayerNormalization step {step!r}")
+    axes = tuple(range(axis, x.ndim))
+    values = {"mean": x.mean(axis=axes, keepdims=True, dtype=np.float32)}
+    values["centered"] = x - values["mean"]
+    values["square"] = values["centered"] * values["centered"]
+    values["var"] = values["square"].mean(axis=axes, keepdims=True, dtype=np.float32)
+    values["var_eps"] = values["var"] + np.float32(epsilon)
+    values["rstd"] = 1.0 / np.sqrt(values["var_eps"])
+    values["normalized"] = values["centered"] * values["rstd"]
+    if step == "scaled":
+        return values["normalized"] * (1.0 if gamma is None else gamma.astype(np.float32))
+    return values[step]
 
 
 def _observer(graph: Graph, names: list[str]) -> LiteRTObserver:

@@ -6,7 +6,8 @@ the product is read only by the next convolution. MobileNetV3's and GhostNet's h
 ``MUL 1/6`` followed by the gating MUL and the block's 1x1 projection; after this pass the ``MUL 1/6`` is
 gone and the projection's weights carry the 1/6. Zero padding (SAME) commutes with the scale. Exact up to
 fp32 rounding. The gated product then holds ``x * t``, not the ONNX tensor's ``x * t * s``, so it is
-renamed (``<name>_unscaled``): nothing keyed by ONNX names (ranges, reports) binds to it by mistake.
+renamed (``<name>_unscaled``): nothing keyed by ONNX names (ranges, reports) binds to it by mistake, and its
+``origin`` says ``ONNX tensor / s`` (none for a per-channel ``s``).
 
 Applies only to float graphs (before int8 quantization); the scaling MUL and the gating MUL must have no
 fused activation, and each tensor on the way must have the one reader.
@@ -101,6 +102,9 @@ def fold_scale_into_next_conv(graph: Graph) -> GraphPassResult:
         if gate is not None:
             product = gate.outputs[0]
             graph.rename(product, graph.unique(product + "_unscaled"))
+            tensor = graph.tensors[gate.outputs[0]]
+            uniform = bool(np.all(scale == scale[0])) and scale[0] != 0
+            tensor.origin = tensor.origin.scaled(1.0 / scale[0]) if tensor.origin and uniform else None
             consumers = graph.consumers()
         dropped.add(id(op))
         what = f"{scale[0]:g}" if np.all(scale == scale[0]) else f"{scale.size} per-channel values"

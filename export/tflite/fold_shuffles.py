@@ -25,7 +25,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from edgekit.export.tflite.ir import Graph, Op
+from edgekit.export.tflite.ir import Graph, Op, Origin
 
 ROUTING = ("CONCATENATION", "SHUFFLE", "SPLIT", "SLICE")
 CHANNELWISE = ("PAD", "MAX_POOL_2D", "RELU", "RELU6", "AVERAGE_POOL_2D")
@@ -111,7 +111,7 @@ def fold_shuffles(graph: Graph) -> dict:
             if (s, i) in fate:
                 keys.setdefault(tuple(fate[(s, i)]), []).append(i)
         for n, (_key, rows) in enumerate(sorted(keys.items(), key=lambda kv: kv[1][0])):
-            out = graph.add_tensor(f"{s}_fate{n}", (*graph.shape(s)[:3], len(rows)))
+            out = graph.add_tensor(f"{s}_fate{n}", (*graph.shape(s)[:3], len(rows)), origin=_rows(graph, s, rows))
             group_channels[out] = rows
             group_source[out] = s
             for r in rows:
@@ -195,7 +195,8 @@ def _split_chain(graph: Graph, chain: list[Op], rows: list[int], out: str) -> li
     for k, op in enumerate(chain):
         last = k == len(chain) - 1
         name = out if last else graph.add_tensor(f"{out}_{op.kind.lower()}", (*graph.shape(op.outputs[0])[:3],
-                                                                                len(rows)))
+                                                                                len(rows)),
+                                                 origin=_rows(graph, op.outputs[0], rows))
         inputs = [x, *op.inputs[1:]]
         if op.kind == "CONV_2D":
             inputs[1] = graph.add_constant(out + "_filter", graph.tensors[op.inputs[1]].data[rows])
@@ -206,6 +207,12 @@ def _split_chain(graph: Graph, chain: list[Op], rows: list[int], out: str) -> li
         ops.append(Op(op.kind, inputs, [name], dict(op.options), op.name))
         x = name
     return ops
+
+
+def _rows(graph: Graph, name: str, rows: list[int]) -> Origin | None:
+    """The ONNX origin of channels ``rows`` of tensor ``name`` (None when ``name`` has none)."""
+    origin = graph.tensors[name].origin
+    return None if origin is None else origin.restricted(rows)
 
 
 def _concat_tree(graph: Graph, groups: list[str], routed: str) -> tuple[list[Op], str]:

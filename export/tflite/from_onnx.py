@@ -34,7 +34,7 @@ from edgekit.export.passes.fuse_gelu import fuse_gelu
 from edgekit.export.tflite.collapse_reshape_chains import collapse_reshape_chains
 from edgekit.export.tflite.fold_add_into_bias import fold_add_into_bias
 from edgekit.export.tflite.fold_scale_into_next_conv import fold_scale_into_next_conv
-from edgekit.export.tflite.ir import Graph, Op
+from edgekit.export.tflite.ir import Graph, Op, Origin
 from edgekit.export.tflite.lower_pointwise import PointwiseOps
 from edgekit.export.tflite.lower_spatial import SpatialOps
 from edgekit.export.tflite.lower_tensor import TensorOps
@@ -91,6 +91,7 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         self.views: dict[tuple[str, tuple[int, ...]], str] = {}  # (ONNX tensor, layout) -> IR tensor
         self.ir_names: dict[str, list[str]] = {}  # IR tensor -> the ONNX tensors bound to it
         self.nonnegative: set[str] = set()  # IR tensors known >= 0 (after a ReLU), for max-pool padding
+        self.origins: dict[str, Origin] = {}  # IR tensor -> its values in ONNX terms, set by a handler
         self.layout_transposes = 0
         self.node = None  # the node being lowered
         self.onnx_users: dict[str, int] = {}
@@ -332,8 +333,37 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
             name = self.view(out.name, default_perm(len(self.onnx_shape(out.name))))
             self.g.outputs.append(name)
         self.g.remove_unused()
+        self._record_origins()
         self._name_outputs_as_onnx(graph)
         return self.g
+
+    def _record_origins(self) -> None:
+        """Give every activation of the graph the ONNX tensor that holds its values (``Tensor.origin``): the one
+        a handler said, else the last ONNX tensor in graph order mapped to it (an activation fused into its
+        producer maps its output to the producer's tensor, which then holds the activation's values), else
+        one bound to it, else the tensor it is a layout view of. Tensors of a decomposed op (a norm's variance)
+        have none unless their handler gave one."""
+        graph = self.model.graph
+        order = [i.name for i in graph.input] + [o for node in graph.node for o in node.output if o]
+        computed = set(order) - set(self.consts)
+        found = dict(self.origins)
+        latest: dict[str, str] = {}
+        for name in order:
+            if name in computed and name in self.names:
+                latest[self.names[name]] = name
+        for ir, name in latest.items():
+            found.setdefault(ir, Origin(name))
+        for ir, group in self.ir_names.items():
+            names = [n for n in group if n in computed]
+            if names and ir not in found:
+                found[ir] = Origin(names[-1])
+        for (onnx_name, perm), ir in self.views.items():
+            if onnx_name in computed and perm and perm[0] != "b" and ir not in found:
+                found[ir] = Origin(onnx_name)
+        for ir, origin in found.items():
+            tensor = self.g.tensors.get(ir)
+            if tensor is not None and not tensor.is_constant and tensor.origin is None:
+                tensor.origin = origin
 
     def _lower_pixel_prologue(self) -> tuple[str, ...]:
         """Map the prologue of ``fold_input_normalization`` (input -> [Pad] -> Mul(std) -> Add(mean) -> the
@@ -346,6 +376,7 @@ class _Lowering(TensorOps, SpatialOps, PointwiseOps):
         if prologue is None:
             return ()
         x = self.names[self.model.graph.input[0].name]
+        self.origins[x] = Origin(PIXELS)  # the pixels, not the ONNX input (normalised)
         top, left, bottom, right = prologue.pads
         if not any(prologue.pads):
             self.bind(PIXELS, x, NHWC)
@@ -459,6 +490,12 @@ def _prepared(model: onnx.ModelProto) -> onnx.ModelProto:
     """The ONNX rewrites the lowering relies on: GELUs fused, attention's per-piece head reshapes moved before
     the split, reshape/transpose chains collapsed."""
     return collapse_reshape_chains(reshape_before_split(fuse_gelu(model).model).model).model
+
+
+def lowering_source(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ONNX graph ``onnx_to_tflite_graph(model)`` lowers (``model`` after the rewrites above): the graph
+    whose tensors the lowered graph's ``Tensor.origin`` names, for calibration to observe."""
+    return _prepared(model)
 
 
 def onnx_to_tflite_graph(model: onnx.ModelProto) -> tuple[Graph, int]:

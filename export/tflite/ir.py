@@ -26,6 +26,39 @@ class Quant:
         return cls(np.array([scale], dtype=np.float32), np.array([zero_point], dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class Origin:
+    """An activation's values as values of the ONNX graph it was lowered from: ONNX tensor ``onnx``, only its
+    ``channels`` (indices along ONNX axis 1, in this tensor's channel order; None: all of it), times ``scale``.
+
+    Calibration computes every range on the ONNX graph through this (``calibrate.onnx_ranges``). The layout is
+    not recorded: a range does not depend on where the values sit.
+    """
+
+    onnx: str
+    channels: tuple[int, ...] | None = None
+    scale: float = 1.0
+    #: an inner value of a decomposed op, computed from ``onnx`` (its input): ``("layer_norm", step, axis,
+    #: epsilon, scale initializer or "")``, ``step`` one of ``LAYER_NORM_STEPS``
+    derived: tuple = ()
+
+    def restricted(self, rows) -> Origin:
+        """The origin of channels ``rows`` (indices into this tensor's channels) of this tensor."""
+        rows = tuple(int(r) for r in rows)
+        channels = rows if self.channels is None else tuple(self.channels[r] for r in rows)
+        return Origin(self.onnx, channels, self.scale, self.derived)
+
+    def scaled(self, factor: float) -> Origin:
+        """The origin of this tensor times ``factor``."""
+        return Origin(self.onnx, self.channels, self.scale * float(factor), self.derived)
+
+
+#: The inner values of a LayerNormalization over the axes from ``axis`` on, in the order the lowering computes
+#: them: mean, x - mean, its square, variance, variance + epsilon, its reciprocal root, the normalised x, and
+#: that times the scale (when a bias follows).
+LAYER_NORM_STEPS = ("mean", "centered", "square", "var", "var_eps", "rstd", "normalized", "scaled")
+
+
 @dataclass
 class Tensor:
     name: str
@@ -33,6 +66,7 @@ class Tensor:
     dtype: str  # "float32", "int8", "int32", "int64", "uint8"
     data: np.ndarray | None = None  # constants only
     quant: Quant | None = None
+    origin: Origin | None = None  # activations: where their values are in the ONNX graph, when they are there
 
     @property
     def is_constant(self) -> bool:
@@ -68,9 +102,10 @@ class Graph:
             i += 1
         return f"{base}_{i}"
 
-    def add_tensor(self, name: str, shape, dtype: str = "float32", quant: Quant | None = None) -> str:
+    def add_tensor(self, name: str, shape, dtype: str = "float32", quant: Quant | None = None,
+                   origin: Origin | None = None) -> str:
         name = self.unique(name)
-        self.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype, None, quant)
+        self.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype, None, quant, origin)
         return name
 
     def add_constant(self, name: str, value: np.ndarray, quant: Quant | None = None) -> str:

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from edgekit.export.tflite.ir import Origin
 from edgekit.export.tflite.lowering_utils import attrs as _attrs
 from edgekit.export.tflite.lowering_utils import clean as _clean
 
@@ -107,12 +108,14 @@ class PointwiseOps:
         name = _clean(node.output[0])
         if math.isclose(1.0 / alpha, 6.0, rel_tol=1e-6):
             shifted = self.g.add_tensor(name + "_shifted", self.g.shape(x))
+            self.origins[shifted] = Origin(node.output[0], scale=1.0 / alpha)  # relu6(x + 3) is 6 * hardsigmoid(x)
             self.emit("ADD", [x, self.g.add_constant(name + "_shift", np.array(beta / alpha, np.float32))], [shifted],
                       node, activation="RELU6")
             out = self.define(node.output[0])
             self.emit("MUL", [shifted, self.g.add_constant(name + "_alpha", np.array(alpha, np.float32))], [out], node)
         else:
             scaled = self.g.add_tensor(name + "_scaled", self.g.shape(x))
+            self.origins[scaled] = Origin(node.input[0], scale=alpha)
             self.emit("MUL", [x, self.g.add_constant(name + "_alpha", np.array(alpha, np.float32))], [scaled], node)
             shifted = self.g.add_tensor(name + "_shifted", self.g.shape(x))
             self.emit("ADD", [scaled, self.g.add_constant(name + "_beta", np.array(beta, np.float32))], [shifted],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from edgekit.export.tflite.ir import Origin
 from edgekit.export.tflite.layout_demand import wanted_orders
 from edgekit.export.tflite.lowering_utils import attrs as _attrs
 from edgekit.export.tflite.lowering_utils import clean as _clean
@@ -342,17 +343,24 @@ class TensorOps:
         reduced = tuple(1 if i in ir_axes else d for i, d in enumerate(shape))
         axes = self.g.int32_constant("norm_axes", ir_axes)
         base = _clean(out)
-        mean = self.tmp(base + "_mean", reduced)
+        gamma = node.input[1] if len(node.input) > 1 and node.input[1] in self.consts else ""
+
+        def inner(step: str, shape) -> str:  # a value no ONNX tensor holds, computed from x for calibration
+            name = self.tmp(f"{base}_{step}", shape)
+            self.origins[name] = Origin(x, derived=("layer_norm", step, axis, eps, gamma))
+            return name
+
+        mean = inner("mean", reduced)
         self.emit("MEAN", [xi, axes], [mean], node, keep_dims=True)
-        centered = self.tmp(base + "_centered", shape)
+        centered = inner("centered", shape)
         self.emit("SUB", [xi, mean], [centered], node)
-        square = self.tmp(base + "_square", shape)
+        square = inner("square", shape)
         self.emit("MUL", [centered, centered], [square], node)
-        var = self.tmp(base + "_var", reduced)
+        var = inner("var", reduced)
         self.emit("MEAN", [square, axes], [var], node, keep_dims=True)
-        shifted = self.tmp(base + "_var_eps", reduced)
+        shifted = inner("var_eps", reduced)
         self.emit("ADD", [var, self.g.add_constant(base + "_eps", np.array(eps, np.float32))], [shifted], node)
-        rstd = self.tmp(base + "_rstd", reduced)
+        rstd = inner("rstd", reduced)
         self.emit("RSQRT", [shifted], [rstd], node)
         scale = node.input[1] if len(node.input) > 1 and node.input[1] else None
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
@@ -362,7 +370,7 @@ class TensorOps:
             if operand != rstd:
                 operand = self.broadcastable(operand, rank, perm)
             last = i == len(steps) - 1
-            z = self.define(out, perm=perm) if last else self.tmp(base + "_" + kind.lower(), shape)
+            z = self.define(out, perm=perm) if last else inner("normalized" if operand == rstd else "scaled", shape)
             self.emit(kind, [y, operand], [z], node)
             y = z
 
