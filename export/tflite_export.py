@@ -81,8 +81,9 @@ def export_tflite(
     The post-training steps run on the fp32 ONNX graph in the order ONNX runs them (``ptq_steps.prepare_model``):
     ``equalize`` (cross-layer equalization of the pointwise/depthwise pairs on the calibration images), the
     normalisation fold, ``optimal_rounding`` (GPTQ weight rounding) and ``bias_correction`` (the mean output
-    shift of rounding taken out of the biases of layers GPTQ did not round); TFLite then only calibrates
-    ranges and maps the result to int8 ops. ``float_first_layers``: where the all-int8 graph misses
+    shift of rounding taken out of the biases of layers GPTQ did not round); the activation ranges are computed
+    on that ONNX graph too (``calibrate.onnx_ranges``, through each lowered tensor's ``origin``), and TFLite only
+    maps the result to int8 ops. ``float_first_layers``: where the all-int8 graph misses
     ``float_first_layers.TARGET_COSINE`` against fp32 on the calibration images, its first layers stay in float
     (``mixed_precision.quantize_with_float_fallback``: as few as reach it, within a share of the multiply-adds;
     the notes say which and what they cost in cosine). The file's

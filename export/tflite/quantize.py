@@ -5,7 +5,7 @@ symmetric int8 per output channel with int32 biases. Ops whose TFLite int8 kerne
 their data inputs and outputs to share one scale and zero point get one: the tensors they connect form
 an equivalence class quantized over the union of its members' ranges, which is what TensorFlow's converter
 does and why the result has no requantize (QUANTIZE int8 -> int8) ops. Ranges come from
-``edgekit.export.tflite.calibrate.calibrate_ranges``.
+``edgekit.export.tflite.calibrate.onnx_ranges`` (computed on the ONNX graph the TFLite graph was lowered from).
 """
 
 from __future__ import annotations
@@ -499,7 +499,7 @@ def _class_quant(graph: Graph, members: list[str], ranges, producers) -> Quant:
             r = ranges[name]
         else:
             raise ExportError(f"tensor {name!r} has no calibrated range; calibrate the same graph that is "
-                              "quantized (calibrate_ranges) before quantize_graph")
+                              "quantized (calibrate.onnx_ranges) before quantize_graph")
         lo, hi = min(lo, r[0]), max(hi, r[1])
     return activation_quant(lo, hi)
 
