@@ -217,3 +217,65 @@ def test_minmax_ranges_map_to_the_graph_quantize_static_writes():
         expected = onnx.load(dst)
     ours = quantize_onnx_model(fp32, images, method="minmax")
     assert ours.graph.SerializeToString() == expected.graph.SerializeToString()
+
+
+def shuffle_block_net():
+    """fp32 ONNX of a ShuffleNet-style block: two Conv -> Relu branches of gains 1 and 10, Concat, the channel
+    shuffle as Reshape -> Transpose -> Reshape, Split, a Conv on one half, Concat with the other, a last Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def conv(name, x, cin, cout, gain=1.0):
+        w = (gain * rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(np.zeros(cout, np.float32),
+                                                                                          f"{name}_b")])
+        nodes.append(helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [name], name))
+        nodes.append(helper.make_node("Relu", [name], [f"{name}_relu"], f"{name}_relu"))
+        return f"{name}_relu"
+
+    a, b = conv("a", "input", 3, 4), conv("b", "input", 3, 4, gain=10.0)
+    inits += [numpy_helper.from_array(np.array(s, np.int64), n) for n, s in
+              (("five_d", [1, 2, 4, 8, 8]), ("four_d", [1, 8, 8, 8]), ("halves", [4, 4]))]
+    nodes += [helper.make_node("Concat", [a, b], ["cat0"], "cat0", axis=1),
+              helper.make_node("Reshape", ["cat0", "five_d"], ["r0"], "r0"),
+              helper.make_node("Transpose", ["r0"], ["t0"], "t0", perm=[0, 2, 1, 3, 4]),
+              helper.make_node("Reshape", ["t0", "four_d"], ["shuffled"], "r1"),
+              helper.make_node("Split", ["shuffled", "halves"], ["keep", "half"], "split", axis=1)]
+    c = conv("c", "half", 4, 4, gain=0.3)
+    nodes.append(helper.make_node("Concat", ["keep", c], ["cat1"], "cat1", axis=1))
+    out = conv("out", "cat1", 8, 4)
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_concat_inputs_and_output_share_one_scale_so_the_concat_only_copies_codes():
+    from onnx import numpy_helper
+
+    from edgekit.export.onnx_int8 import observed_ranges, quantize_onnx_model, share_concat_ranges
+
+    fp32 = shuffle_block_net()
+    images = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    quantized = quantize_onnx_model(fp32, images, method="minmax")
+    inits = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    made_by = {o: n for n in quantized.graph.node for o in n.output}
+    params = {}
+    for concat in [n for n in quantized.graph.node if n.op_type == "Concat"]:
+        (q,) = [n for n in quantized.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == concat.output[0]]
+        dqs = [made_by[name] for name in concat.input]
+        assert all(dq.op_type == "DequantizeLinear" for dq in dqs)
+        for node in [q, *dqs]:
+            params.setdefault(concat.name, set()).add((float(inits[node.input[1]]), int(inits[node.input[2]])))
+    # one (scale, zero point) per Concat, and the same for both: the pass-through half of cat0 reaches cat1
+    assert params["cat0"] == params["cat1"] and len(params["cat0"]) == 1
+    # that scale covers the union of the members' ranges: branch b's (gain 10), not branch a's
+    names = ["a_relu", "b_relu", "cat0", "c_relu", "cat1", "out_relu"]
+    ranges = observed_ranges(fp32, images, names, method="minmax")
+    ((scale, zero),) = params["cat0"]
+    assert zero == 0 and scale == pytest.approx(max(ranges[n][1] for n in names[:5]) / 255, rel=1e-6)
+    assert ranges["a_relu"][1] < 0.5 * ranges["b_relu"][1]
+    shared = share_concat_ranges(fp32, ranges, keep={"c_relu"})
+    assert shared["out_relu"] == ranges["out_relu"] and shared["c_relu"] == ranges["c_relu"]
+    assert shared["a_relu"] == shared["cat1"] != ranges["a_relu"]
