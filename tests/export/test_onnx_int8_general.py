@@ -279,3 +279,41 @@ def test_concat_inputs_and_output_share_one_scale_so_the_concat_only_copies_code
     shared = share_concat_ranges(fp32, ranges, keep={"c_relu"})
     assert shared["out_relu"] == ranges["out_relu"] and shared["c_relu"] == ranges["c_relu"]
     assert shared["a_relu"] == shared["cat1"] != ranges["a_relu"]
+
+
+def relu_beside_signed_net():
+    """fp32 ONNX: Concat of a Conv -> Relu branch and a signed Conv branch (a U-Net skip beside an
+    upsampled path), then a Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 1, 1))).astype(np.float32), name)
+             for name in ("wa", "wb")]
+    inits.append(numpy_helper.from_array((rng.standard_normal((4, 8, 1, 1)) / 3).astype(np.float32), "wo"))
+    nodes = [helper.make_node("Conv", ["input", "wa"], ["a"], "a"), helper.make_node("Relu", ["a"], ["a_relu"], "relu"),
+             helper.make_node("Conv", ["input", "wb"], ["b"], "b"),
+             helper.make_node("Concat", ["a_relu", "b"], ["cat"], "cat", axis=1),
+             helper.make_node("Conv", ["cat", "wo"], ["out"], "out")]
+    graph = helper.make_graph(nodes, "skip", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_relu_output_beside_a_signed_concat_input_keeps_its_own_range():
+    # ONNX Runtime drops the Relu and lets the Conv's uint8 range [0, hi] clip: a shared signed range would
+    # let the negative values through
+    from edgekit.export.float_first_layers import _cosine, _run
+    from edgekit.export.onnx_int8 import observed_ranges, quantize_onnx_model, share_concat_ranges
+    from edgekit.runtimes.onnx_runtime import OnnxRuntime
+
+    fp32 = relu_beside_signed_net()
+    images = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    ranges = observed_ranges(fp32, images, ["a_relu", "b", "cat"], method="minmax")
+    shared = share_concat_ranges(fp32, ranges)
+    assert shared["a_relu"] == ranges["a_relu"] and ranges["a_relu"][0] == 0.0
+    (b_lo, b_hi), (cat_lo, cat_hi) = ranges["b"], ranges["cat"]
+    assert shared["b"] == shared["cat"] == (min(b_lo, cat_lo), max(b_hi, cat_hi))
+    quantized = quantize_onnx_model(fp32, images, method="minmax")
+    assert not [n for n in quantized.graph.node if n.op_type == "Relu"]  # removed: the range clips
+    (expected,), (int8,) = _run(fp32, images, OnnxRuntime, "all"), _run(quantized, images, OnnxRuntime, "all")
+    assert _cosine(expected, int8) > 0.999
