@@ -23,7 +23,10 @@ from onnx import numpy_helper
 
 from edgekit.errors import DataError, ExportError
 from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
+from edgekit.export.onnx_int8 import observed_ranges
+from edgekit.export.tflite.from_onnx import lowering_source
 from edgekit.export.tflite.ir import LAYER_NORM_STEPS, Graph, Origin
+from edgekit.export.tflite.quantize import shared_quant_classes
 from edgekit.export.tflite.writer import write_tflite
 from edgekit.runtimes.observer import LiteRTObserver, ObservationError
 
@@ -106,10 +109,6 @@ def onnx_ranges(
     ``graph`` takes them (pixels where the normalisation was folded), for the tensors observed in LiteRT.
     Raises ``ExportError`` when ONNX Runtime cannot run ``onnx_model`` or for an unknown method.
     """
-    from edgekit.export.onnx_int8 import observed_ranges
-    from edgekit.export.tflite.from_onnx import lowering_source
-    from edgekit.export.tflite.quantize import shared_quant_classes
-
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
