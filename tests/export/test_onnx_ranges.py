@@ -114,3 +114,17 @@ def test_layer_norm_steps_match_torch():
         expected = norm(torch.from_numpy(x)).numpy() - norm.bias.detach().numpy()
     np.testing.assert_allclose(layer_norm_step(x, "scaled", 2, 1e-5, gamma), expected, atol=1e-5)
     np.testing.assert_allclose(layer_norm_step(x, "var", 2, 1e-5, None), x.var(axis=2, keepdims=True), rtol=1e-5)
+
+
+def test_mse_ranges_on_the_onnx_graph_lie_inside_the_extremes(lowered):
+    # mse takes a second pass over the same views; its ranges clip, never widen, the observed extremes (with
+    # zero, which every int8 range holds)
+    _, graph, model, x, pixels, _ = lowered
+    images = x.transpose(0, 3, 1, 2)
+    extremes = onnx_ranges(graph, model, images, pixels, method="minmax").ranges
+    clipped = onnx_ranges(graph, model, images, pixels, method="mse").ranges
+    assert clipped.keys() == extremes.keys()
+    for name, (lo, hi) in clipped.items():
+        low, high = min(extremes[name][0], 0.0), max(extremes[name][1], 0.0)
+        assert low - 1e-6 * (high - low) <= lo <= hi <= high + 1e-6 * (high - low), name
+    assert any(clipped[n] != extremes[n] for n in clipped)
