@@ -17,6 +17,8 @@ import numpy as np
 from edgekit.errors import ExportError
 
 RANGE_METHODS = ("minmax", "percentile", "mse")
+#: Methods that need one pass over the images (``RangePass``); ``mse`` needs a second.
+ONE_PASS_METHODS = ("minmax", "percentile")
 DEFAULT_METHOD = "percentile"
 #: Both formats' default percentile. Logit cosine to fp32 of ShuffleNetV2 1.0x, every step on and every layer
 #: int8, 200 bundled crops (benchmarks/int8_quality.py ``+gptq``), ONNX / TFLite, measured on one tree: 99.995
@@ -51,26 +53,14 @@ def estimate_ranges(
     """
     if method not in RANGE_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(RANGE_METHODS)}")
-    if not 0 < percentile <= 100:
-        raise ExportError(f"calibration percentile {percentile} is outside (0, 100]")
     names = list(names)
-    tails: dict[str, _Tails] = {}
-    tail = 1.0 - percentile / 100.0
-    lo = {name: np.inf for name in names}
-    hi = {name: -np.inf for name in names}
+    first = RangePass(names, images, method="minmax" if method == "mse" else method, percentile=percentile)
     for count, values in observe(names):
-        for name, value in values.items():
-            if method == "percentile":  # its tails hold the extremes
-                if name not in tails:
-                    tails[name] = _Tails(images * value.size // count, tail)
-                tails[name].add(value)
-            else:
-                lo[name] = min(lo[name], float(value.min()))
-                hi[name] = max(hi[name], float(value.max()))
-    if method == "minmax":
-        return {name: (lo[name], hi[name]) for name in names}
-    if method == "percentile":
-        return {name: tails[name].range() for name in names}
+        first.add(count, values)
+    if method != "mse":
+        return first.ranges()
+    lo = {name: r[0] for name, r in first.ranges().items()}
+    hi = {name: r[1] for name, r in first.ranges().items()}
 
     # mse needs every bin, and the bins need the final range: a second pass (all activations of a
     # calibration set would take gigabytes to keep).
@@ -87,6 +77,53 @@ def estimate_ranges(
             continue
         ranges[name] = mse_range(counts[name], np.linspace(lo[name], hi[name], HISTOGRAM_BINS + 1))
     return ranges
+
+
+class RangePass:
+    """The one pass of ``estimate_ranges`` for ``minmax`` and ``percentile``, fed by whoever runs the images: a
+    step that observes the graph anyway (GPTQ's statistics pass) hands each batch to ``add`` and reads
+    ``ranges()`` after the last, so the ranges cost no run of their own.
+
+    ``names``: the tensors to range; ``images``: how many calibration images the batches will hold in all.
+    Raises ``ExportError`` for ``mse`` (two passes), an unknown method or a percentile outside (0, 100].
+    """
+
+    def __init__(self, names: Sequence[str], images: int, *, method: str = DEFAULT_METHOD,
+                 percentile: float = DEFAULT_PERCENTILE) -> None:
+        if method not in RANGE_METHODS:
+            raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(RANGE_METHODS)}")
+        if method not in ONE_PASS_METHODS:
+            raise ExportError(f"calibration method {method!r} takes two passes; estimate_ranges runs them")
+        if not 0 < percentile <= 100:
+            raise ExportError(f"calibration percentile {percentile} is outside (0, 100]")
+        self.names, self.images, self.method = list(names), images, method
+        self.seen = 0  # images added so far
+        self._tail = 1.0 - percentile / 100.0
+        self._tails: dict[str, _Tails] = {}
+        self._lo = {name: np.inf for name in self.names}
+        self._hi = {name: -np.inf for name in self.names}
+
+    def add(self, count: int, values: Mapping[str, np.ndarray]) -> None:
+        """One batch of ``count`` images: ``{name: value}``, each value holding the batch along axis 0 (names
+        this pass does not range are ignored)."""
+        for name in self.names:
+            value = values[name]
+            if self.method == "percentile":  # its tails hold the extremes
+                if name not in self._tails:
+                    self._tails[name] = _Tails(self.images * value.size // count, self._tail)
+                self._tails[name].add(value)
+            else:
+                self._lo[name] = min(self._lo[name], float(value.min()))
+                self._hi[name] = max(self._hi[name], float(value.max()))
+        self.seen += count
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """``(lo, hi)`` per name over the images added; raises ``ExportError`` before all of them were."""
+        if self.seen != self.images:
+            raise ExportError(f"ranges were asked for after {self.seen} of {self.images} calibration images")
+        if self.method == "minmax":
+            return {name: (self._lo[name], self._hi[name]) for name in self.names}
+        return {name: self._tails[name].range() for name in self.names}
 
 
 class _Tails:

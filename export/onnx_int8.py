@@ -20,7 +20,13 @@ import numpy as np
 from edgekit.cpu_features import CpuTarget, cpu_target
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
-from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
+from edgekit.export.activation_ranges import (
+    DEFAULT_PERCENTILE,
+    ONE_PASS_METHODS,
+    RANGE_METHODS,
+    RangePass,
+    estimate_ranges,
+)
 from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
@@ -64,6 +70,7 @@ def quantize_onnx_model(
     reduce_range: bool = False,
     activation_type: str = DEFAULT_ACTIVATION_TYPE,
     percentile: float = DEFAULT_PERCENTILE,
+    ranges: dict[str, tuple[float, float]] | None = None,
 ):
     """Quantize an fp32 ``onnx.ModelProto`` to QDQ int8 (per-channel symmetric int8 weights, int8
     activations, ``activation_type`` "uint8" or "int8") calibrated on ``images_nchw``; returns the quantized
@@ -71,7 +78,8 @@ def quantize_onnx_model(
     float and its pixels quantized on the pixel grid (range [0, 1]).
 
     edgekit computes every activation range itself (``observed_ranges``: the estimator the TFLite backend
-    uses, ``method`` and ``percentile`` as there); ONNX Runtime's ``QDQQuantizer`` only maps those ranges
+    uses, ``method`` and ``percentile`` as there; ``ranges`` brings those of ``calibration_tensors`` already
+    gathered, by GPTQ's pass); ONNX Runtime's ``QDQQuantizer`` only maps those ranges
     and the weights to Q/DQ pairs, as ``quantize_static`` does after its own calibration, except that every
     Concat's inputs and output share one range (``share_concat_ranges``), as in TFLite.
 
@@ -100,8 +108,12 @@ def quantize_onnx_model(
     op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
     model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8,
                                  activation_types[activation_type], extra.get("TensorQuantOverrides"))
-    ranges = observed_ranges(onnx_model, images_nchw, tensors_to_calibrate(model, op_types), method=method,
-                             percentile=percentile)
+    names = tensors_to_calibrate(model, op_types)
+    known = {name: r for name, r in (ranges or {}).items() if name in set(names)}
+    missing = [name for name in names if name not in known]
+    if missing:
+        known.update(observed_ranges(onnx_model, images_nchw, missing, method=method, percentile=percentile))
+    ranges = {name: known[name] for name in names}
     ranges = share_concat_ranges(model, ranges, keep=set(extra.get("TensorQuantOverrides", {})))
     tensors = TensorsData(CalibrationMethod.MinMax, {
         name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()})
@@ -201,6 +213,20 @@ def _activation_limits(model) -> dict[str, tuple[float, float]]:
                     bounds[i] = float(inits[given]) if given in inits else (np.inf, -np.inf)[i]
             limits[node.output[0]] = (bounds[0], bounds[1])
     return limits
+
+
+def calibration_tensors(onnx_model, activation_type: str = DEFAULT_ACTIVATION_TYPE) -> list[str]:
+    """The tensors ``quantize_onnx_model`` ranges for ``onnx_model`` (``tensors_to_calibrate`` over every op type
+    ONNX Runtime can quantize, on the graph as its quantizer prepares it)."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.quant_utils import update_opset_version
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8,
+                                 types[activation_type], None)
+    return tensors_to_calibrate(model, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)))
 
 
 def tensors_to_calibrate(model, op_types) -> list[str]:
@@ -371,11 +397,21 @@ def export_onnx_int8(
     weight_bits = 7 if target.reduce_range else 8
     say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "
         f"{target.name}: {target.evidence})")
+    # The ranges ride on GPTQ's pass over the images (the graph's tensors are named before any image runs).
+    gathered = None
+    if optimal_rounding and calib_method in ONE_PASS_METHODS:
+        names = calibration_tensors(ptq_steps.prepare_model(onnx_model, None, mean=handle.mean, std=handle.std,
+                                                            equalize=False, fold_normalization=fold_normalization,
+                                                            reference=True).model)
+        gathered = RangePass(names, len(images), method=calib_method)
     ready = ptq_steps.prepare_model(onnx_model, images, mean=handle.mean, std=handle.std, equalize=equalize,
                                     fold_normalization=fold_normalization, optimal_rounding=optimal_rounding,
-                                    bias_correction=bias_correction, qmax=64 if target.reduce_range else 127, say=say)
+                                    bias_correction=bias_correction, qmax=64 if target.reduce_range else 127,
+                                    ranges=gathered, say=say)
     onnx_model, improvements = ready.model, ready.notes
-    quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range)
+    ranges = gathered.ranges() if gathered is not None and gathered.seen else None
+    quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range,
+                                    ranges=ranges)
     if float_first_layers:
         say("measuring the int8 graph against fp32 on the calibration images")
         quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)

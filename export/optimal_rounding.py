@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgekit.errors import ExportError
+from edgekit.export.activation_ranges import RangePass
 from edgekit.export.passes.graph_utils import tensor_reads
 from edgekit.runtimes.observer import ActivationObserver, ObservationError
 
@@ -73,7 +74,7 @@ class RoundingResult:
 
 
 def round_weights_optimally(
-    model: onnx.ModelProto, images_nchw: np.ndarray, *, qmax: int = 127, seed: int = 0
+    model: onnx.ModelProto, images_nchw: np.ndarray, *, qmax: int = 127, seed: int = 0, ranges: RangePass | None = None
 ) -> tuple[onnx.ModelProto, RoundingResult]:
     """A copy of the fp32 ``model`` whose Conv (plain, grouped-as-depthwise) and Gemm weights are already
     rounded to their symmetric per-channel grid (``max|w| / qmax``) by GPTQ on ``images_nchw``, biases
@@ -81,8 +82,9 @@ def round_weights_optimally(
 
     Layers whose weights or bias are not constants, shared, or whose kind is not handled are left as
     they are and named in ``RoundingResult.skipped``; layers the images give too few input patches are
-    rounded to nearest, biases corrected, and named in ``RoundingResult.nearest``. Raises ``ExportError``
-    for images that do not fit.
+    rounded to nearest, biases corrected, and named in ``RoundingResult.nearest``. ``ranges``: activation
+    ranges to gather in the same pass over the images (all of them; H uses the first ``MAX_IMAGES``), on the
+    graph before rounding. Raises ``ExportError`` for images that do not fit.
     """
     out = copy.deepcopy(model)
     graph = out.graph
@@ -113,7 +115,8 @@ def round_weights_optimally(
     if not layers:
         return out, result
     with _blas_threads(1):
-        ratios = _round_layers(layers, inits, _input_statistics(out, layers, images_nchw, seed), qmax, result)
+        stats = _input_statistics(out, layers, images_nchw, seed, ranges)
+        ratios = _round_layers(layers, inits, stats, qmax, result)
     result.layers = len(ratios)
     result.mean_error_ratio = float(np.mean(ratios)) if ratios else 1.0
     return out, result
@@ -261,23 +264,34 @@ def _error_depthwise(w, hessians, qmax, q) -> tuple[float, float]:
     return err(_nearest(w, qmax) - w), err(q - w)
 
 
-def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, seed: int):
+def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, seed: int,
+                      ranges: RangePass | None = None):
     """Per layer output name: ``(H, mean)`` of its input patches over the images, in the layout of its
     flattened weights (dense: (D, D) and (D,); depthwise: (C, k, k) and (C, k)); H is None for a layer
     with fewer than ``MIN_PATCHES_PER_INPUT`` patches per input. One observer pass, several images per
     run; each batch's patches go through one float32 matrix product per layer (summed in float64), which
-    is exact enough for H (its damping is 1% of its mean diagonal)."""
-    images = np.asarray(images_nchw, dtype=np.float32)[:MAX_IMAGES]
+    is exact enough for H (its damping is 1% of its mean diagonal). ``ranges`` gets every image's values of
+    its tensors from the same runs."""
+    images = np.asarray(images_nchw, dtype=np.float32)
+    if ranges is None:
+        images = images[:MAX_IMAGES]
     if len(images) == 0:
         raise ExportError("optimal weight rounding needs at least one calibration image")
-    names = sorted({node.input[0] for node, _ in layers})
+    used = min(len(images), MAX_IMAGES)
+    names = sorted({node.input[0] for node, _ in layers} | set(ranges.names if ranges else ()))
     rng = np.random.default_rng(seed)
-    moments = {node.output[0]: _Moments(node, attrs, len(images)) for node, attrs in layers}
+    moments = {node.output[0]: _Moments(node, attrs, used) for node, attrs in layers}
     try:
         with ActivationObserver(model, names, optimization=PROBE_OPTIMIZATION) as observer:
+            start = 0
             for values in observer.iterate(images):
-                for node, _ in layers:
-                    moments[node.output[0]].add(values[node.input[0]], rng)
+                count = len(next(iter(values.values())))
+                if ranges is not None:
+                    ranges.add(count, values)
+                if start < used:
+                    for node, _ in layers:
+                        moments[node.output[0]].add(values[node.input[0]][:used - start], rng)
+                start += count
     except ObservationError as exc:
         raise ExportError(f"optimal weight rounding could not run the calibration images ({exc.reason}); pass "
                           "images shaped like the model input (N, C, H, W)") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.export.activation_ranges import RangePass
 from edgekit.export.cross_layer_equalization import equalize_cross_layer
 from edgekit.export.optimal_rounding import round_weights_optimally
 from edgekit.export.passes.fold_input_normalization import fold_input_normalization
@@ -45,6 +46,7 @@ def prepare_model(
     bias_correction: bool = True,
     qmax: int = 127,
     reference: bool = False,
+    ranges: RangePass | None = None,
     say: Progress = quiet,
 ) -> PreparedModel:
     """Run the post-training steps on the fp32 ``onnx_model`` in their one order; returns a ``PreparedModel``.
@@ -58,6 +60,9 @@ def prepare_model(
        their grid (all of them without GPTQ; ``weight_rounding.correct_weight_rounding``).
 
     ``reference=True`` stops after step 2: the fp32 model the int8 file quantizes, before any rounding.
+    ``ranges``: activation ranges GPTQ's pass over ``images_nchw`` gathers on the way (on the graph after step 2,
+    before rounding, which moves no calibrated range measurably: ShuffleNetV2 1.0x ONNX int8 logit cosine 0.98506
+    with them, 0.98501 with ranges observed after rounding); left unfed (``ranges.seen == 0``) without GPTQ.
     ``images_nchw``: float32 NCHW normalised images (the model's input); None only when no step needs them.
     The input model is not modified. Raises ``ExportError`` for images that do not fit the model.
     """
@@ -83,7 +88,7 @@ def prepare_model(
     rounded_by_gptq = False
     if optimal_rounding:
         say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
-        model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax)
+        model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax, ranges=ranges)
         notes.append(f"optimal weight rounding (GPTQ) on {rounding.layers} layers, biases corrected: layer output "
                      f"error from weight rounding x{rounding.mean_error_ratio:.2f} of nearest rounding on average")
         rounded_by_gptq = True

@@ -132,12 +132,17 @@ def export_tflite(
     # fp32 files are equalized only when given calibration images: the reference ``--per-layer`` compares an
     # equalized int8 file with (equalization is exact in float, but rescales the tensors between the pairs).
     equalized = equalize and (int8 or calib is not None)
+    gathered = None
     if int8 or equalized:
         images, calibration = calibration_images(calib, handle)
+        if int8 and optimal_rounding:  # the ranges ride on GPTQ's pass over the images
+            from edgekit.export.tflite.calibrate import range_pass
+
+            gathered = range_pass(graph, ready.model, len(images), method=calib_method)
         ready = ptq_steps.prepare_model(onnx_model, images.transpose(0, 3, 1, 2), mean=handle.mean, std=handle.std,
                                         equalize=equalized, fold_normalization=pixel_input,
                                         optimal_rounding=optimal_rounding, bias_correction=bias_correction,
-                                        reference=not int8, say=say)
+                                        reference=not int8, ranges=gathered, say=say)
         graph, used, lowering_notes, layout_transposes = lower_to_tflite(ready.model, shuffle_lowering)
     if not matches:
         used = "none"  # the model has no channel shuffle: nothing was lowered
@@ -159,7 +164,7 @@ def export_tflite(
         normalized = images.transpose(0, 3, 1, 2)  # what the ONNX graph takes
         if pixel_input:
             images = to_pixels(images, handle.mean, handle.std, channel_axis=3)
-        calibrated = onnx_ranges(graph, ready.model, normalized, images, method=calib_method)
+        calibrated = onnx_ranges(graph, ready.model, normalized, images, method=calib_method, gathered=gathered)
         notes.append(calibrated.note())
         ranges = calibrated.ranges
         if pixel_input:

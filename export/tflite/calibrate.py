@@ -22,7 +22,13 @@ import numpy as np
 from onnx import numpy_helper
 
 from edgekit.errors import DataError, ExportError
-from edgekit.export.activation_ranges import DEFAULT_PERCENTILE, RANGE_METHODS, estimate_ranges
+from edgekit.export.activation_ranges import (
+    DEFAULT_PERCENTILE,
+    ONE_PASS_METHODS,
+    RANGE_METHODS,
+    RangePass,
+    estimate_ranges,
+)
 from edgekit.export.onnx_int8 import observed_ranges
 from edgekit.export.tflite.from_onnx import lowering_source
 from edgekit.export.tflite.ir import LAYER_NORM_STEPS, Graph, Origin
@@ -83,9 +89,12 @@ class Ranges:
     on_onnx: int  # tensors whose values were observed on the ONNX graph
     shared: int  # tensors that took the range of the tensors they share int8 params with
     on_tflite: int  # tensors with no ONNX counterpart and no partner, observed on the lowered graph
+    in_gptq_pass: bool = False  # the ONNX values came from GPTQ's pass (the graph before rounding)
 
     def note(self) -> str:
         where = f"ranges of {self.on_onnx} tensors computed on the ONNX graph"
+        if self.in_gptq_pass:
+            where += " (in GPTQ's pass over the images, before rounding)"
         if self.shared:
             where += f", {self.shared} shared with the tensors they are quantized with"
         if self.on_tflite:
@@ -101,24 +110,29 @@ def onnx_ranges(
     *,
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
+    gathered: ViewedRangePass | None = None,
 ) -> Ranges:
     """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` (lowered from ``onnx_model`` by
     ``from_onnx.onnx_to_tflite_graph``), computed on ``onnx_model`` (module doc).
 
     ``images_nchw``: the calibration images as ``onnx_model`` takes them; ``images_nhwc``: the same images as
     ``graph`` takes them (pixels where the normalisation was folded), for the tensors observed in LiteRT.
+    ``gathered``: the values already ranged in GPTQ's pass (``range_pass``), used where they cover ``graph``.
     Raises ``ExportError`` when ONNX Runtime cannot run ``onnx_model`` or for an unknown method.
     """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
     origins = {name: graph.tensors[name].origin for name in watched if graph.tensors[name].origin is not None}
-    source = lowering_source(onnx_model)
-    views = sorted(set(origins.values()), key=repr)
-    gammas = {o.derived[4] for o in views if o.derived and o.derived[4]}
-    constants = {t.name: numpy_helper.to_array(t) for t in source.graph.initializer if t.name in gammas}
-    by_origin = observed_ranges(source, images_nchw, sorted({o.onnx for o in views}), method=method,
-                                percentile=percentile, views={_key(o): _view(o, constants) for o in views})
+    keys = {_key(o) for o in origins.values()}
+    in_gptq_pass = gathered is not None and gathered.seen > 0 and keys <= set(gathered.views)
+    if in_gptq_pass:
+        by_origin = gathered.ranges()
+    else:
+        source = lowering_source(onnx_model)
+        views = _views(origins.values(), source)
+        by_origin = observed_ranges(source, images_nchw, sorted({t for t, _ in views.values()}), method=method,
+                                    percentile=percentile, views=views)
     ranges = {name: by_origin[_key(origin)] for name, origin in origins.items()}
     shared, alone = {}, []
     classes = list(shared_quant_classes(graph).values())
@@ -134,7 +148,50 @@ def onnx_ranges(
     observed = {}
     if alone:
         observed = calibrate_ranges(graph, images_nhwc, method=method, percentile=percentile, names=alone)
-    return Ranges({**ranges, **shared, **observed}, len(ranges), len(shared), len(observed))
+    return Ranges({**ranges, **shared, **observed}, len(ranges), len(shared), len(observed), in_gptq_pass)
+
+
+class ViewedRangePass:
+    """A ``RangePass`` over the origins of a lowered graph's activations, fed with batches of their ONNX tensors
+    (``names``) by a pass that runs the ONNX graph anyway: GPTQ's (``ptq_steps.prepare_model(ranges=)``)."""
+
+    def __init__(self, views: dict, images: int, *, method: str, percentile: float) -> None:
+        self.views = views
+        self.names = sorted({tensor for tensor, _ in views.values()})
+        self._pass = RangePass(list(views), images, method=method, percentile=percentile)
+
+    @property
+    def seen(self) -> int:
+        return self._pass.seen
+
+    def add(self, count: int, values) -> None:
+        self._pass.add(count, {key: view(values[tensor]) for key, (tensor, view) in self.views.items()})
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return self._pass.ranges()
+
+
+def range_pass(graph: Graph, onnx_model, images: int, *, method: str,
+               percentile: float = DEFAULT_PERCENTILE) -> ViewedRangePass | None:
+    """A pass ranging every origin of ``graph``'s activations that GPTQ can feed while it runs ``onnx_model``
+    (the graph before rounding, equalized or not: the same tensors); None where it cannot: a method of two
+    passes, or an origin on a tensor the lowering's own ONNX rewrites made (``lowering_source``)."""
+    if method not in ONE_PASS_METHODS:
+        return None
+    origins = [t.origin for t in graph.tensors.values() if t.origin is not None and not t.is_constant]
+    views = _views(origins, onnx_model)
+    made = {o for node in onnx_model.graph.node for o in node.output}
+    if not all(tensor in made for tensor, _ in views.values()):
+        return None
+    return ViewedRangePass(views, images, method=method, percentile=percentile)
+
+
+def _views(origins, source) -> dict:
+    """``{key: (ONNX tensor, the origin's values from a batch of it)}`` for ``origins`` over ``source``."""
+    unique = sorted(set(origins), key=repr)
+    gammas = {o.derived[4] for o in unique if o.derived and o.derived[4]}
+    constants = {t.name: numpy_helper.to_array(t) for t in source.graph.initializer if t.name in gammas}
+    return {_key(o): _view(o, constants) for o in unique}
 
 
 def _key(origin: Origin) -> str:

@@ -124,3 +124,19 @@ def test_refusals():
         estimate_ranges(observe, ["normal"], 2, method="entropy")
     with pytest.raises(ExportError, match=r"percentile 0 is outside \(0, 100\]"):
         estimate_ranges(observe, ["normal"], 2, percentile=0)
+
+
+def test_a_range_pass_fed_in_any_batches_gives_the_estimator_ranges():
+    from edgekit.export.activation_ranges import RangePass
+
+    values = np.random.default_rng(4).normal(0.5, 2.0, (30, 4, 5)).astype(np.float32)
+    for method in ("minmax", "percentile"):
+        expected = estimate_ranges(lambda names: [(30, {"t": values})], ["t"], 30, method=method, percentile=99.0)
+        fed = RangePass(["t"], 30, method=method, percentile=99.0)
+        for start, stop in ((0, 7), (7, 8), (8, 30)):
+            with pytest.raises(ExportError, match="after"):
+                fed.ranges()
+            fed.add(stop - start, {"t": values[start:stop], "other": values[start:stop]})
+        assert fed.ranges() == expected
+    with pytest.raises(ExportError, match="two passes"):
+        RangePass(["t"], 30, method="mse")

@@ -128,3 +128,29 @@ def test_mse_ranges_on_the_onnx_graph_lie_inside_the_extremes(lowered):
         low, high = min(extremes[name][0], 0.0), max(extremes[name][1], 0.0)
         assert low - 1e-6 * (high - low) <= lo <= hi <= high + 1e-6 * (high - low), name
     assert any(clipped[n] != extremes[n] for n in clipped)
+
+
+def test_ranges_gathered_in_the_gptq_pass_are_the_ones_computed_alone(lowered):
+    # the same ONNX graph, the same images: GPTQ's pass (ONNX Runtime at its full optimization) gives the ranges
+    # a pass of their own gives
+    from edgekit.export.optimal_rounding import round_weights_optimally
+    from edgekit.export.tflite.calibrate import range_pass
+
+    name, graph, model, x, pixels, _ = lowered
+    images = x.transpose(0, 3, 1, 2)
+    gathered = range_pass(graph, model, len(images), method="minmax")
+    if name == "gated":  # its LayerNorms read tensors the lowering's ONNX rewrites made: a pass of their own
+        assert gathered is None
+        return
+    assert gathered is not None and gathered.seen == 0
+    round_weights_optimally(model, images, ranges=gathered)
+    together = onnx_ranges(graph, model, images, pixels, method="minmax", gathered=gathered)
+    alone = onnx_ranges(graph, model, images, pixels, method="minmax")
+    assert together.in_gptq_pass and not alone.in_gptq_pass
+    assert together.ranges.keys() == alone.ranges.keys()
+    for tensor, (lo, hi) in alone.ranges.items():
+        width = max(hi - lo, 1e-6)
+        assert abs(together.ranges[tensor][0] - lo) <= 1e-4 * width and abs(together.ranges[tensor][1] - hi) <= \
+            1e-4 * width, tensor
+    assert "in GPTQ's pass" in together.note()
+    assert range_pass(graph, model, len(images), method="mse") is None  # two passes: a pass of their own

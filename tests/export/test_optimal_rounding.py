@@ -146,3 +146,30 @@ def test_images_that_do_not_fit_raise(images):
         round_weights_optimally(_block(), images[:, :, :8, :8])
     with pytest.raises(ExportError, match="at least one calibration image"):
         round_weights_optimally(_block(), images[:0])
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_ranges_gathered_in_the_gptq_pass_are_those_of_the_graph_before_rounding(method, monkeypatch):
+    # 80 images: H reads the first MAX_IMAGES (monkeypatched to 32), the ranges all of them, in one pass
+    from edgekit.export.activation_ranges import RangePass
+    from edgekit.export.onnx_int8 import observed_ranges
+
+    monkeypatch.setattr(optimal_rounding, "MAX_IMAGES", 32)
+    x = np.random.default_rng(2).normal(0, 1, (80, 3, 16, 16)).astype(np.float32)
+    model = _block()
+    names = ["c1", "r1", "c2", "c3", "r3", "y"]
+    gathered = RangePass(names, len(x), method=method)
+    rounded, _ = round_weights_optimally(model, x, ranges=gathered)
+    assert gathered.seen == len(x)
+    expected = observed_ranges(model, x, names, method=method)
+    after = observed_ranges(rounded, x, names, method=method)
+    got = gathered.ranges()
+    for name in names:
+        width = expected[name][1] - expected[name][0]
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-5 * width, err_msg=name)
+    # the rounded graph's ranges differ (what one shared pass gives up), by little
+    assert any(after[n] != expected[n] for n in names)
+    # and H comes from the first 32 images only: the same rounding as without ranges
+    alone, _ = round_weights_optimally(model, x[:32])
+    for a, b in zip(rounded.graph.initializer, alone.graph.initializer, strict=True):
+        np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b), err_msg=a.name)
