@@ -86,12 +86,9 @@ def quantize_onnx_model(
     Raises ``ExportError`` for an unknown ``method`` or ``activation_type``, a graph ONNX Runtime cannot run,
     or a failure inside ONNX Runtime's quantizer.
     """
-    import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import update_opset_version
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     if method not in CALIB_METHODS:
         raise ExportError(f"unknown --calib-method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
@@ -103,13 +100,11 @@ def quantize_onnx_model(
     if prologue:
         extra["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
                                                    "rmax": np.float32(PIXEL_RANGE[1])}]}
-    # quantize_static's own preparation, without its calibration: every op type ONNX Runtime can quantize,
-    # value types from shape inference, the opset its Q/DQ types need.
-    op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
-    model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8,
-                                 activation_types[activation_type], extra.get("TensorQuantOverrides"))
+    model, op_types = _quantizer_input(onnx_model, activation_types[activation_type],
+                                       extra.get("TensorQuantOverrides"))
     names = tensors_to_calibrate(model, op_types)
-    known = {name: r for name, r in (ranges or {}).items() if name in set(names)}
+    wanted = set(names)
+    known = {name: r for name, r in (ranges or {}).items() if name in wanted}
     missing = [name for name in names if name not in known]
     if missing:
         known.update(observed_ranges(onnx_model, images_nchw, missing, method=method, percentile=percentile))
@@ -216,17 +211,24 @@ def _activation_limits(model) -> dict[str, tuple[float, float]]:
 
 
 def calibration_tensors(onnx_model, activation_type: str = DEFAULT_ACTIVATION_TYPE) -> list[str]:
-    """The tensors ``quantize_onnx_model`` ranges for ``onnx_model`` (``tensors_to_calibrate`` over every op type
-    ONNX Runtime can quantize, on the graph as its quantizer prepares it)."""
+    """The tensors ``quantize_onnx_model`` ranges for ``onnx_model``, named before any calibration work."""
+    from onnxruntime.quantization import QuantType
+
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    return tensors_to_calibrate(*_quantizer_input(onnx_model, types[activation_type], None))
+
+
+def _quantizer_input(onnx_model, activation_type, overrides):
+    """``quantize_static``'s own preparation, without its calibration: the model with value types from shape
+    inference and the opset its Q/DQ types need, and every op type ONNX Runtime can quantize."""
     import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.quant_utils import update_opset_version
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8,
-                                 types[activation_type], None)
-    return tensors_to_calibrate(model, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)))
+    model = update_opset_version(onnx.shape_inference.infer_shapes(onnx_model), QuantType.QInt8, activation_type,
+                                 overrides)
+    return model, sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
 def tensors_to_calibrate(model, op_types) -> list[str]:
@@ -248,6 +250,16 @@ def tensors_to_calibrate(model, op_types) -> list[str]:
                     and value.type.tensor_type.elem_type in floats):
                 names.append(name)
     return list(dict.fromkeys(names))
+
+
+def viewed(views: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray] | None]], values, keys=None) -> dict:
+    """``{key: the view's values}`` from one batch of observed ``values`` (a view without a function is its
+    tensor), for ``keys`` (default: every view)."""
+    out = {}
+    for key in views if keys is None else keys:
+        tensor, view = views[key]
+        out[key] = values[tensor] if view is None else view(values[tensor])
+    return out
 
 
 def observed_ranges(
@@ -276,11 +288,7 @@ def observed_ranges(
             def observe(keys):
                 for start, values in zip(range(0, len(images), observer.batch), observer.iterate(images),
                                          strict=True):
-                    derived = {}
-                    for key in keys:
-                        tensor, view = views[key]
-                        derived[key] = values[tensor] if view is None else view(values[tensor])
-                    yield min(observer.batch, len(images) - start), derived
+                    yield min(observer.batch, len(images) - start), viewed(views, values, keys)
 
             return estimate_ranges(observe, list(views), len(images), method=method, percentile=percentile)
     except ObservationError as exc:

@@ -29,7 +29,7 @@ from edgekit.export.activation_ranges import (
     RangePass,
     estimate_ranges,
 )
-from edgekit.export.onnx_int8 import observed_ranges
+from edgekit.export.onnx_int8 import observed_ranges, viewed
 from edgekit.export.tflite.from_onnx import lowering_source
 from edgekit.export.tflite.ir import LAYER_NORM_STEPS, Graph, Origin
 from edgekit.export.tflite.quantize import shared_quant_classes
@@ -165,7 +165,7 @@ class ViewedRangePass:
         return self._pass.seen
 
     def add(self, count: int, values) -> None:
-        self._pass.add(count, {key: view(values[tensor]) for key, (tensor, view) in self.views.items()})
+        self._pass.add(count, viewed(self.views, values))
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         return self._pass.ranges()
@@ -215,16 +215,28 @@ def layer_norm_step(x: np.ndarray, step: str, axis: int, epsilon: float, gamma: 
     if step not in LAYER_NORM_STEPS:
         raise ExportError(f"unknown LayerNormalization step {step!r}")
     axes = tuple(range(axis, x.ndim))
-    values = {"mean": x.mean(axis=axes, keepdims=True, dtype=np.float32)}
-    values["centered"] = x - values["mean"]
-    values["square"] = values["centered"] * values["centered"]
-    values["var"] = values["square"].mean(axis=axes, keepdims=True, dtype=np.float32)
-    values["var_eps"] = values["var"] + np.float32(epsilon)
-    values["rstd"] = 1.0 / np.sqrt(values["var_eps"])
-    values["normalized"] = values["centered"] * values["rstd"]
-    if step == "scaled":
-        return values["normalized"] * (1.0 if gamma is None else gamma.astype(np.float32))
-    return values[step]
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)
+    if step == "mean":
+        return mean
+    centered = x - mean
+    if step == "centered":
+        return centered
+    square = centered * centered
+    if step == "square":
+        return square
+    var = square.mean(axis=axes, keepdims=True, dtype=np.float32)
+    if step == "var":
+        return var
+    var_eps = var + np.float32(epsilon)
+    if step == "var_eps":
+        return var_eps
+    rstd = 1.0 / np.sqrt(var_eps)
+    if step == "rstd":
+        return rstd
+    normalized = centered * rstd
+    if step == "normalized":
+        return normalized
+    return normalized * (1.0 if gamma is None else gamma.astype(np.float32))  # "scaled"
 
 
 def _observer(graph: Graph, names: list[str]) -> LiteRTObserver:
