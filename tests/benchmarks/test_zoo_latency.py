@@ -92,3 +92,12 @@ def test_html_page_has_the_chart_the_table_and_what_was_not_measured(zoo):
     text = zoo.html_page(record)
     assert "<svg" in text and "0.850x" in text and "fp32 1t" in text
     assert "Resize &lt;cannot lower&gt;" in text
+
+
+def test_table_names_the_float_prefix_of_an_int8_file_and_only_there(zoo):
+    fp32 = _row(zoo, 0.95, 1.0)
+    int8 = {**_row(zoo, 1.1, 1.0), "precision": "int8", "edgekit_float_layers": "first 5 convolutions"}
+    every = {**_row(zoo, 0.98, 1.0), "precision": zoo.ALL_INT8, "edgekit_float_layers": None}
+    rows = zoo.table_rows([fp32, int8, every])
+    assert [r[-1] for r in rows] == ["-", "first 5 convolutions", "-"]
+    assert [r[1] for r in rows] == ["fp32", "int8", "int8-all"]
