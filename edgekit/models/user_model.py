@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 from collections.abc import Callable
@@ -144,7 +145,25 @@ def load_factory(spec: str, seed: int = 0) -> nn.Module:
             f"{spec}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module; "
             "make the factory return the model"
         )
+    needed = required_inputs(model)
+    if len(needed) > 1:
+        raise UserModelError(
+            f"{spec}: the model's forward takes {len(needed)} inputs ({', '.join(needed)}), and edgekit exports "
+            "models with one image input; wrap it in a module whose forward(x) takes one NCHW tensor (e.g. the "
+            "inputs stacked as channels, split inside)"
+        )
     return model
+
+
+def required_inputs(module: nn.Module) -> list[str]:
+    """The names of the arguments ``module.forward`` cannot run without: positional parameters with no
+    default (``*args`` and keyword-only ones aside); empty when the signature cannot be read."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty]
 
 
 def batchnorm_never_measured(module: nn.Module) -> bool:

@@ -21,6 +21,20 @@ def broken():
 def not_a_model():
     return {"weights": 1}
 
+class Fused(nn.Module):
+    def forward(self, image, depth, scale=1.0, *extra, mode="sum"):
+        return image * scale + depth
+
+def two_inputs():
+    return Fused()
+
+class Optional(nn.Module):
+    def forward(self, x, mask=None):
+        return x if mask is None else x * mask
+
+def one_input_one_optional():
+    return Optional()
+
 CONSTANT = 3
 """
 
@@ -152,3 +166,15 @@ def test_malformed_spec_raises():
     with pytest.raises(UserModelError, match="file.py:factory"):
         load_factory("nets.py")
     assert factory_name("a/b/nets.py:make_net") == "make_net"
+
+
+def test_a_model_that_needs_several_inputs_is_refused_by_name(model_file):
+    with pytest.raises(UserModelError) as exc_info:
+        load_factory(f"{model_file}:two_inputs")
+    message = _message(exc_info)
+    assert "forward takes 2 inputs (image, depth)" in message and "one NCHW tensor" in message
+
+
+def test_optional_forward_arguments_do_not_count_as_inputs(model_file):
+    model = load_factory(f"{model_file}:one_input_one_optional")
+    assert torch.equal(model(torch.ones(1, 3, 2, 2)), torch.ones(1, 3, 2, 2))
