@@ -30,9 +30,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not fuzz and not zoo"
 
-# Every zoo model (edgekit/models) through ONNX/TFLite x fp32/int8 with parity; the fast subset is in `make test`.
+# Every zoo model (edgekit/models) through ONNX/TFLite x fp32/int8 with parity, and int8 of a MobileNetV2 trained
+# on the digits; the fast subset is in `make test`.
 test-zoo: install
-	$(BIN)/python -m pytest -q -m zoo tests/models/test_zoo_exports.py
+	$(BIN)/python -m pytest -q -m zoo tests/models/test_zoo_exports.py tests/benchmarks/test_int8_trained_vs_init.py
 
 # The full fuzz campaigns of damaged model files (1,000 per format through check and the host bench).
 fuzz: install
@@ -70,7 +71,12 @@ bench-tflite: install
 bench-export: install
 	$(BIN)/python benchmarks/export_time.py
 
-.PHONY: bench-zoo
+.PHONY: bench-zoo bench-int8-trained
+
+# int8 logit cosine of zoo architectures trained on the digits against their BN-calibrated init (TFLite and ONNX,
+# digits and natural crops); trains each model once (minutes), cached in .bench-envs/trained-digits.
+bench-int8-trained: install
+	$(BIN)/python benchmarks/int8_trained_vs_init.py --html edgekit-out/int8_trained_vs_init.html
 
 # LiteRT/XNNPACK latency of edgekit's .tflite against litert-torch's on every zoo model (fp32/int8, 1/2 threads),
 # with each side's export time; builds litert-torch's environment first (bench-peers). Tens of minutes.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,6 +41,35 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
+def train_on_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+                    report: Callable[[int, float], None] | None = None) -> nn.Module:
+    """Train ``model`` in place on preprocessed digits ``x`` (labels ``y``): SGD with Nesterov momentum, a
+    one-cycle schedule peaking at ``lr``, label smoothing and random shifts, seeded; ``report(epoch, mean
+    loss)`` after each epoch. Returns the model in eval mode. Seed torch before building ``model`` (dropout
+    draws from torch's global generator; the batches and shifts from their own, seeded here)."""
+    generator = torch.Generator().manual_seed(SEED)
+    batch = 64
+    steps = epochs * ((len(x) + batch - 1) // batch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            loss = loss_fn(model(shifted(x[idx], generator)), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(idx)
+        if report is not None:
+            report(epoch, total / len(x))
+    return model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -57,28 +87,14 @@ def main() -> None:
     y_held = torch.from_numpy(held_labels)
 
     model = build_architecture("shufflenet_v2_digits")
-    generator = torch.Generator().manual_seed(SEED)
-    batch = 64
-    steps = args.epochs * ((len(x_train) + batch - 1) // batch)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, weight_decay=4e-5, nesterov=True)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=steps, pct_start=0.15)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     start = time.perf_counter()
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        total = 0.0
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            loss = loss_fn(model(shifted(x_train[idx], generator)), y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(idx)
+
+    def report(epoch: int, loss: float) -> None:
         if epoch % 5 == 4 or epoch == args.epochs - 1:
-            print(f"epoch {epoch + 1}: loss {total / len(x_train):.4f}, held-out top-1 "
+            print(f"epoch {epoch + 1}: loss {loss:.4f}, held-out top-1 "
                   f"{accuracy(model, x_held, y_held):.4f} ({time.perf_counter() - start:.0f} s)")
+
+    train_on_digits(model, x_train, y_train, epochs=args.epochs, lr=0.2, report=report)
 
     model.eval()
     heldout_top1 = accuracy(model, x_held, y_held)
