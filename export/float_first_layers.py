@@ -60,7 +60,7 @@ class FloatLayers:
         return (f"first {self.convs} convolutions{named} and the ops before them run in float "
                 f"({100 * self.mac_share:.1f}% of the multiply-adds), where their quantization noise was amplified "
                 f"most: cosine to fp32 on the calibration images {self.cosine_before:.5f} -> {self.cosine_after:.5f} "
-                f"(goal {TARGET_COSINE:g})")
+                f"(goal {TARGET_COSINE:g}); --no-float-first-layers quantizes them too")
 
 
 def grow_float_prefix(shares: Sequence[float], score: Callable[[int], float], *, target: float = TARGET_COSINE,

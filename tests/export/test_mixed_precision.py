@@ -158,6 +158,7 @@ def test_float_fallback_measures_prefixes_in_litert_and_reports_them(calibrated)
     note = chosen.note()
     assert f"first {chosen.convs} convolutions ({', '.join(chosen.layers)})" in note
     assert f"{chosen.cosine_before:.5f} -> {chosen.cosine_after:.5f}" in note
+    assert note.endswith("--no-float-first-layers quantizes them too")
 
 
 @pytest.mark.parametrize("io", ["int8", "float"])
