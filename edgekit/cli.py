@@ -61,12 +61,16 @@ def main() -> None:
 @_one_line_errors
 def models_command(as_json: bool) -> None:
     """List the reference models with parameters, multiply-adds and input size."""
-    from edgekit.models import list_models
+    from edgekit.model_catalog import read_catalog
     from edgekit.report import render_models, to_json
 
-    with stdout_to_stderr():
-        infos = list_models()
-    click.echo(to_json(infos) if as_json else render_models(infos), nl=not as_json)
+    listed = None if as_json else read_catalog()  # the table needs no torch; the JSON carries every field
+    if listed is None:
+        from edgekit.models import list_models
+
+        with stdout_to_stderr():
+            listed = list_models()
+    click.echo(to_json(listed) if as_json else render_models(listed), nl=not as_json)
 
 
 model_option = click.option(

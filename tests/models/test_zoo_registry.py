@@ -175,3 +175,33 @@ def test_deterministic_init_covers_zoo_layers_without_touching_global_rng():
         hashes.append(state_dict_sha256(model))
         assert 0.2 < float(model[9].weight.detach().std()) < 0.5  # 1/sqrt(8) = 0.35, not the classifier's 0.01
     assert hashes[0] == hashes[1]
+
+
+def test_the_catalog_matches_the_registry():
+    # edgekit models prints the catalog; a registration that changed without it fails here.
+    from edgekit.model_catalog import read_catalog, registry_entries
+
+    assert read_catalog() == registry_entries(), "the catalog is stale: run python -m edgekit.model_catalog"
+
+
+def test_edgekit_models_lists_the_registry_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edgekit.cli import main\n"
+        "result = CliRunner().invoke(main, ['models'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('torch' in sys.modules, len(result.output.splitlines()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    from edgekit.models import model_names
+
+    assert out.stdout.split() == ["False", str(len(model_names()) + 2)]  # a header line and a rule
+
+
+def test_a_damaged_catalog_falls_back_to_the_registry(tmp_path):
+    from edgekit.model_catalog import read_catalog
+
+    bad = tmp_path / "catalog.json"
+    bad.write_text('[{"name": "x"}]')
+    assert read_catalog(bad) is None and read_catalog(tmp_path / "missing.json") is None

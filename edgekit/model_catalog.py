@@ -1,0 +1,59 @@
+"""The registry's listing without PyTorch: what ``edgekit models`` prints, read from ``model_catalog.json``.
+
+Every registered model's builder lives in a module that imports torch (1.8 s here), while the listing is
+metadata the registrations already state as literals. The catalog holds those fields for every model, so the
+table prints in the time the CLI takes to start; ``tests/models/test_model_catalog.py`` fails when it no
+longer matches the registry, and ``python -m edgekit.model_catalog`` writes it again. ``edgekit models
+--json`` still reads the registry itself (it includes each registration's whole metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CATALOG = Path(__file__).with_name("model_catalog.json")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """The fields of ``edgekit.models.ModelInfo`` that the listing shows (its ``metadata`` aside)."""
+
+    name: str
+    family: str
+    width: float | None
+    params: int
+    macs: int
+    input_shape: tuple[int, ...]
+    description: str
+    pretrained_url: str | None
+    task: str
+    pure_cnn: bool | None
+
+
+def read_catalog(path: Path = CATALOG) -> list[CatalogEntry] | None:
+    """The catalog's entries, or None when the file is missing or not a catalog (the caller then asks the
+    registry)."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [CatalogEntry(**{**row, "input_shape": tuple(row["input_shape"])}) for row in rows]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def registry_entries() -> list[CatalogEntry]:
+    """The entries as the registry states them now (imports every model family, and so torch)."""
+    from edgekit.models import list_models
+
+    return [CatalogEntry(**{name: getattr(info, name) for name in CatalogEntry.__dataclass_fields__})
+            for info in list_models()]
+
+
+def write_catalog(path: Path = CATALOG) -> None:
+    path.write_text(json.dumps([asdict(e) for e in registry_entries()], indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_catalog()
+    print(f"wrote {CATALOG}")
