@@ -10,7 +10,7 @@ longer matches the registry, and ``python -m edgekit.model_catalog`` writes it a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 CATALOG = Path(__file__).with_name("model_catalog.json")
@@ -18,7 +18,7 @@ CATALOG = Path(__file__).with_name("model_catalog.json")
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """The fields of ``edgekit.models.ModelInfo`` that the listing shows (its ``metadata`` aside)."""
+    """One registered model as the listing shows it; ``edgekit.models.ModelInfo`` adds its whole metadata."""
 
     name: str
     family: str
@@ -28,8 +28,8 @@ class CatalogEntry:
     input_shape: tuple[int, ...]
     description: str
     pretrained_url: str | None
-    task: str
-    pure_cnn: bool | None
+    task: str = "classification"
+    pure_cnn: bool | None = None
 
 
 def read_catalog(path: Path = CATALOG) -> list[CatalogEntry] | None:
@@ -46,8 +46,8 @@ def registry_entries() -> list[CatalogEntry]:
     """The entries as the registry states them now (imports every model family, and so torch)."""
     from edgekit.models import list_models
 
-    return [CatalogEntry(**{name: getattr(info, name) for name in CatalogEntry.__dataclass_fields__})
-            for info in list_models()]
+    names = [f.name for f in fields(CatalogEntry)]
+    return [CatalogEntry(**{name: getattr(info, name) for name in names}) for info in list_models()]
 
 
 def write_catalog(path: Path = CATALOG) -> None:

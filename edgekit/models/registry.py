@@ -19,35 +19,27 @@ import torch
 from torch import nn
 
 from edgekit.errors import UnknownModelError, WeightsError
+from edgekit.model_catalog import CatalogEntry
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What ``list_models`` says about one registered model.
+class ModelInfo(CatalogEntry):
+    """What ``list_models`` says about one registered model: the listing's fields (``CatalogEntry``) and
+    ``metadata``, everything the builder was registered with.
 
     ``params`` counts parameters; ``macs`` counts the multiply-adds of Conv2d, ConvTranspose2d and Linear
     layers for one image of ``input_shape`` (the figure papers call FLOPs). ``pretrained_url`` is ``None``
     when no published weights exist. ``task`` is ``classification``, ``segmentation`` or ``detection``;
     ``pure_cnn`` says whether the network is convolutions, pooling and pointwise ops only (no attention,
     no LayerNorm over permuted channels), i.e. whether an NHWC export needs no layout transpose (``None``:
-    not declared). ``metadata`` holds everything the builder was registered with.
+    not declared).
     """
 
     KIND: ClassVar[str] = "model"  # in its JSON with VERSION (report.to_json); edgekit report reads by it
     VERSION: ClassVar[int] = 1
 
-    name: str
-    family: str
-    width: float | None
-    params: int
-    macs: int
-    input_shape: tuple[int, ...]
-    description: str
-    pretrained_url: str | None
-    task: str = "classification"
-    pure_cnn: bool | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
