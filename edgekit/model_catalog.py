@@ -3,14 +3,14 @@
 Every registered model's builder lives in a module that imports torch (1.8 s here), while the listing is
 metadata the registrations already state as literals. The catalog holds those fields for every model, so the
 table prints in the time the CLI takes to start; ``tests/models/test_model_catalog.py`` fails when it no
-longer matches the registry, and ``python -m edgekit.model_catalog`` writes it again. ``edgekit models
+longer matches the registry, and ``python -m edgekit.models.catalog`` writes it again. ``edgekit models
 --json`` still reads the registry itself (it includes each registration's whole metadata).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 CATALOG = Path(__file__).with_name("model_catalog.json")
@@ -42,18 +42,5 @@ def read_catalog(path: Path = CATALOG) -> list[CatalogEntry] | None:
         return None
 
 
-def registry_entries() -> list[CatalogEntry]:
-    """The entries as the registry states them now (imports every model family, and so torch)."""
-    from edgekit.models import list_models
-
-    names = [f.name for f in fields(CatalogEntry)]
-    return [CatalogEntry(**{name: getattr(info, name) for name in names}) for info in list_models()]
-
-
-def write_catalog(path: Path = CATALOG) -> None:
-    path.write_text(json.dumps([asdict(e) for e in registry_entries()], indent=1) + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    write_catalog()
-    print(f"wrote {CATALOG}")
+def write_catalog(entries: list[CatalogEntry], path: Path = CATALOG) -> None:
+    path.write_text(json.dumps([asdict(e) for e in entries], indent=1) + "\n", encoding="utf-8")

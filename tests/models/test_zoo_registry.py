@@ -179,9 +179,10 @@ def test_deterministic_init_covers_zoo_layers_without_touching_global_rng():
 
 def test_the_catalog_matches_the_registry():
     # edgekit models prints the catalog; a registration that changed without it fails here.
-    from edgekit.model_catalog import read_catalog, registry_entries
+    from edgekit.model_catalog import read_catalog
+    from edgekit.models.catalog import registry_entries
 
-    assert read_catalog() == registry_entries(), "the catalog is stale: run python -m edgekit.model_catalog"
+    assert read_catalog() == registry_entries(), "the catalog is stale: run python -m edgekit.models.catalog"
 
 
 def test_edgekit_models_lists_the_registry_without_importing_torch():
