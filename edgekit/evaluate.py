@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.check import _run_in_batches
 from edgekit.errors import DataError
 from edgekit.file_metadata import read_metadata
+from edgekit.input_contract import METADATA_KEY, InputContract
 from edgekit.progress import Progress, quiet
 
 DEFAULT_BATCH = 64
@@ -94,14 +95,28 @@ def _target(spec: str | os.PathLike[str], *, weights=None, input_shape=None) -> 
         shape = input_shape or metadata_input_shape(meta, path) or tuple(reg.get("input_shape", ()))
         if not shape:
             raise DataError(f"{path} carries no edgekit metadata giving its input shape; pass --input-shape N,C,H,W")
-        mean = _floats(meta.get("mean")) or tuple(reg.get("mean", (0.485, 0.456, 0.406)))
-        std = _floats(meta.get("std")) or tuple(reg.get("std", (0.229, 0.224, 0.225)))
+        mean, std = _declared_normalization(meta) or (tuple(reg.get("mean", (0.485, 0.456, 0.406))),
+                                                      tuple(reg.get("std", (0.229, 0.224, 0.225))))
         labels = reg.get("labels")
         return _Target(str(path), str(path), tuple(shape), mean, std, list(labels) if labels else None)
     handle = resolve(str(spec), weights=weights, input_shape=input_shape)
     labels = registry.model_metadata(handle.name).get("labels") if registry.is_registered(handle.name) else None
     return _Target(handle.name, handle, tuple(handle.input_shape), handle.mean, handle.std,
                    list(labels) if labels else None)
+
+
+def _declared_normalization(meta: dict[str, str]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The mean/std an exported file declares: its input contract's (what the runtime undoes when it feeds
+    the file), else the older top-level ``mean``/``std`` keys (TFLite files carry both); None when it has
+    neither. A damaged contract gives None here: opening the file refuses it with the reason."""
+    if meta.get(METADATA_KEY):
+        try:
+            contract = InputContract.from_metadata(meta[METADATA_KEY])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return contract.mean, contract.std
+    mean, std = _floats(meta.get("mean")), _floats(meta.get("std"))
+    return (mean, std) if mean and std else None
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
