@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -104,23 +102,17 @@ def remeasure_batchnorm(model, x, batch: int = 64) -> None:
 
 
 def heldout_top1(path: str) -> float:
-    """Top-1 of an exported file on the 600 held-out digits (its input contract applied by the runtime)."""
-    from edgekit.data import preprocess
-    from edgekit.data.digits import digits_images
-    from edgekit.models.digits import DIGITS_MEAN, DIGITS_STD
-    from edgekit.runtimes import open_runtime
+    """Top-1 of an exported file on the 600 held-out digits (``edgekit eval``)."""
+    from edgekit.evaluate import evaluate
 
-    images, labels = digits_images("heldout", SIZE)
-    x = preprocess(images, DIGITS_MEAN, DIGITS_STD, 3)
-    with open_runtime(path, threads=1) as runtime:
-        logits = np.concatenate([runtime.run(x[i : i + 1])[0].reshape(1, -1) for i in range(len(x))])
-    return float((logits.argmax(1) == labels).mean())
+    return evaluate(path, "digits").results[0].top1
 
 
 def export_one(spec: str, fmt: str, weights: str | None, calib: str, data: str | None, samples: int,
                out: Path) -> dict:
     """One int8 export with edgekit's defaults; the parity figures, float layers and file (or the error)."""
     from edgekit.errors import EdgekitError
+    from edgekit.export.float_first_layers import float_prefix_in
     from edgekit.export.request import ExportRequest, Int8Recipe, export
     from edgekit.models.digits import DIGITS_MEAN, DIGITS_STD
 
@@ -131,8 +123,8 @@ def export_one(spec: str, fmt: str, weights: str | None, calib: str, data: str |
         result = export(request)
     except EdgekitError as exc:  # a failed parity check says its cosine in the message
         return {"error": str(exc).splitlines()[0][:300]}
-    floats = next((n.split(" (")[0] for n in result.notes if n.startswith("first ") and " convolutions" in n), None)
-    return {"cosine": min(o.cosine for o in result.parity.outputs), "float_layers": floats or "none",
+    return {"cosine": min(o.cosine for o in result.parity.outputs),
+            "float_layers": float_prefix_in(result.notes) or "none",
             "path": result.path}
 
 

@@ -94,9 +94,7 @@ def main() -> None:
             print(f"epoch {epoch + 1}: loss {loss:.4f}, held-out top-1 "
                   f"{accuracy(model, x_held, y_held):.4f} ({time.perf_counter() - start:.0f} s)")
 
-    train_on_digits(model, x_train, y_train, epochs=args.epochs, lr=0.2, report=report)
-
-    model.eval()
+    train_on_digits(model, x_train, y_train, epochs=args.epochs, lr=0.2, report=report)  # leaves it in eval mode
     heldout_top1 = accuracy(model, x_held, y_held)
     train_top1 = accuracy(model, x_train, y_train)
     metadata = {

@@ -147,6 +147,7 @@ def export_edgekit_here(model: str, out_dir: str, calib: int | None) -> dict:
     or the error in one line. Where the int8 export kept its first layers in float (``float_first_layers``),
     also ``ALL_INT8``: the same export with every layer int8, so the table tells that choice's cost apart from
     the lowering's."""
+    from edgekit.export.float_first_layers import float_prefix_in
     from edgekit.export.tflite_export import export_tflite
 
     done = {}
@@ -158,8 +159,8 @@ def export_edgekit_here(model: str, out_dir: str, calib: int | None) -> dict:
         try:
             with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
                 result = export_tflite(model, int8=int8, calib=calib, check=False,
-                                       output_dir=Path(out_dir) / precision if precision == ALL_INT8 else out_dir,
-                                       **({"float_first_layers": False} if precision == ALL_INT8 else {}))
+                                       float_first_layers=precision != ALL_INT8,
+                                       output_dir=Path(out_dir) / precision if precision == ALL_INT8 else out_dir)
         except Exception as exc:  # noqa: BLE001  reported as the reason this model has no edgekit file
             done[precision] = {"error": one_line(exc), "seconds": round(time.perf_counter() - start, 1)}
             continue
@@ -167,8 +168,7 @@ def export_edgekit_here(model: str, out_dir: str, calib: int | None) -> dict:
                            "layout_transposes": result.layout_transposes,
                            "xnnpack_partitions": result.xnnpack_partitions, "io": result.io,
                            "int8_laps": dict(result.seconds) if int8 else None,
-                           "float_layers": next((n.split(" (")[0] for n in result.notes
-                                                 if n.startswith("first ") and " convolutions" in n), None)}
+                           "float_layers": float_prefix_in(result.notes)}
     return done
 
 

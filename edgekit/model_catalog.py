@@ -2,7 +2,7 @@
 
 Every registered model's builder lives in a module that imports torch (1.8 s here), while the listing is
 metadata the registrations already state as literals. The catalog holds those fields for every model, so the
-table prints in the time the CLI takes to start; ``tests/models/test_model_catalog.py`` fails when it no
+table prints in the time the CLI takes to start; ``tests/models/test_zoo_registry.py`` fails when it no
 longer matches the registry, and ``python -m edgekit.models.catalog`` writes it again. ``edgekit models
 --json`` still reads the registry itself (it includes each registration's whole metadata).
 """

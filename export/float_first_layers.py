@@ -63,6 +63,11 @@ class FloatLayers:
                 f"(goal {TARGET_COSINE:g}); --no-float-first-layers quantizes them too")
 
 
+def float_prefix_in(notes: Sequence[str]) -> str | None:
+    """"first N convolutions" when an export's ``notes`` hold ``FloatLayers.note`` of a float prefix, else None."""
+    return next((n.split(" (")[0] for n in notes if n.startswith("first ") and " convolutions" in n), None)
+
+
 def grow_float_prefix(shares: Sequence[float], score: Callable[[int], float], *, target: float = TARGET_COSINE,
                       max_macs: float = MAX_FLOAT_MACS) -> FloatLayers:
     """The policy both formats share: how many first layers to keep in float.

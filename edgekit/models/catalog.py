@@ -14,8 +14,6 @@ def registry_entries() -> list[CatalogEntry]:
     return [CatalogEntry(**{name: getattr(info, name) for name in names}) for info in list_models()]
 
 
-if __name__ == "__main__":
-    import edgekit.models  # noqa: F401  every family registers itself
-
+if __name__ == "__main__":  # importing edgekit.models (this module's package) registered every family
     write_catalog(registry_entries())
     print(f"wrote {CATALOG}")

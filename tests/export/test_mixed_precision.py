@@ -11,7 +11,7 @@ from test_tflite_quantize import cosine, run
 
 from edgekit.cli import main
 from edgekit.errors import ExportError
-from edgekit.export.float_first_layers import FloatLayers, grow_float_prefix
+from edgekit.export.float_first_layers import FloatLayers, float_prefix_in, grow_float_prefix
 from edgekit.export.tflite.calibrate import calibrate_ranges
 from edgekit.export.tflite.inspect import xnnpack_partitions
 from edgekit.export.tflite.ir import Graph, Op
@@ -159,6 +159,8 @@ def test_float_fallback_measures_prefixes_in_litert_and_reports_them(calibrated)
     assert f"first {chosen.convs} convolutions ({', '.join(chosen.layers)})" in note
     assert f"{chosen.cosine_before:.5f} -> {chosen.cosine_after:.5f}" in note
     assert note.endswith("--no-float-first-layers quantizes them too")
+    assert float_prefix_in(["calibration: minmax", note]) == f"first {chosen.convs} convolutions"
+    assert float_prefix_in([FloatLayers(0, 0.0, 0.99, 0.99).note()]) is None  # "all layers int8: ..."
 
 
 @pytest.mark.parametrize("io", ["int8", "float"])
