@@ -9,7 +9,8 @@ imports edgekit. Its JSON holds the BenchRun schema's ``latency``/``memory``/``o
     python3 device_runner.py MODEL [--threads N] [--accelerator cpu|xnnpack] [--runs N] [--min-secs S]
                              [--warmup N] [--max-secs S] [--op-profile] [--input-npy F] [--output-npy F]
 
-Input is ``--input-npy`` (float32 in the model's own layout) or seeded uniform noise; ``--output-npy``
+Input is seeded uniform noise for every model input, the first (the image) replaced by ``--input-npy`` (in the
+model's own layout) when given; ``--output-npy``
 saves the first output of the first run (for cross-architecture parity). Exit status 0 with the JSON on
 stdout; on failure exit 1 with ``{"tool": "edgekit-runner", "error": "..."}`` as the last stdout line.
 """
@@ -65,6 +66,14 @@ def latency_stats(times_ms, init_ms, first_ms, warmup_ms):
     }
 
 
+def _noise(np, rng, shape, dtype):
+    """Seeded values for one input: every code of an integer type, uniform in [-1, 1] for floats."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+    return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+
+
 class _Tflite:
     def __init__(self, path, threads, accelerator, np):
         try:
@@ -78,19 +87,16 @@ class _Tflite:
         resolver = OpResolverType.AUTO if accelerator == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.interpreter = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
+        self.inputs = self.interpreter.get_input_details()
         self.outputs = [d["index"] for d in self.interpreter.get_output_details()]
 
-    def make_input(self, rng):
-        shape = [max(int(d), 1) for d in self.input["shape"]]
-        dtype = self.np.dtype(self.input["dtype"])
-        if dtype.kind in "iu":
-            info = self.np.iinfo(dtype)
-            return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
-        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    def make_inputs(self, rng):
+        return [_noise(self.np, rng, [max(int(d), 1) for d in i["shape"]], self.np.dtype(i["dtype"]))
+                for i in self.inputs]
 
-    def run(self, x):
-        self.interpreter.set_tensor(self.input["index"], x)
+    def run(self, xs):
+        for detail, x in zip(self.inputs, xs):  # noqa: B905 (Python 3.8 on devices: no strict=)
+            self.interpreter.set_tensor(detail["index"], x)
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(i) for i in self.outputs]
 
@@ -110,19 +116,19 @@ class _Onnx:
         providers = ["XnnpackExecutionProvider", "CPUExecutionProvider"] if accelerator == "xnnpack" else [
             "CPUExecutionProvider"]
         self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
-        self.input = self.session.get_inputs()[0]
+        self.inputs = self.session.get_inputs()
 
-    def make_input(self, rng):
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in self.input.shape]
-        kind = self.input.type
-        if "int8" in kind:
-            dtype = self.np.uint8 if "uint8" in kind else self.np.int8
-            info = self.np.iinfo(dtype)
-            return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
-        return rng.uniform(-1.0, 1.0, size=shape).astype(self.np.float32)
+    def make_inputs(self, rng):
+        xs = []
+        for i in self.inputs:
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+            kind = i.type
+            dtype = (self.np.uint8 if "uint8" in kind else self.np.int8) if "int8" in kind else self.np.float32
+            xs.append(_noise(self.np, rng, shape, self.np.dtype(dtype)))
+        return xs
 
-    def run(self, x):
-        return self.session.run(None, {self.input.name: x})
+    def run(self, xs):
+        return self.session.run(None, {i.name: x for i, x in zip(self.inputs, xs)})  # noqa: B905
 
     def end_profiling(self):
         return self.session.end_profiling()
@@ -176,7 +182,9 @@ def measure(args):
     rss_after, _ = _memory_mb()
 
     rng = np.random.default_rng(args.seed)
-    x = np.load(args.input_npy) if args.input_npy else engine.make_input(rng)
+    x = engine.make_inputs(rng)  # one array per input; --input-npy replaces the first (the image)
+    if args.input_npy:
+        x[0] = np.load(args.input_npy)
 
     start = time.perf_counter()
     outputs = engine.run(x)

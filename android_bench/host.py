@@ -248,13 +248,16 @@ def _delta(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else max(after - before, 0.0)
 
 
-def _example_input(runtime) -> np.ndarray:
-    """Seeded uniform noise in the runtime's NCHW input shape (dynamic dimensions as 1)."""
-    spec = runtime.inputs[0]
-    shape = nchw_input_shape(spec)
-    if all(d is None for d in spec.shape) and len(shape) == 4:
-        shape = [1, 3, 224, 224]
-    return np.random.default_rng(0).uniform(-1.0, 1.0, size=shape).astype(np.float32)
+def _example_input(runtime) -> list[np.ndarray]:
+    """Seeded uniform noise in each of the runtime's NCHW input shapes (dynamic dimensions as 1)."""
+    rng = np.random.default_rng(0)
+    inputs = []
+    for spec in runtime.inputs:
+        shape = nchw_input_shape(spec)
+        if all(d is None for d in spec.shape) and len(shape) == 4:
+            shape = [1, 3, 224, 224]
+        inputs.append(rng.uniform(-1.0, 1.0, size=shape).astype(np.float32))
+    return inputs
 
 
 def _time_runs(runtime, x, config: BenchConfig, timeout_s: float | None):

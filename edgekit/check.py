@@ -266,21 +266,24 @@ def check_parity(
     raises ModelFileError for an unreadable file and DataError for unusable inputs.
     """
     from edgekit.data import load_inputs
+    from edgekit.data.extra_inputs import describe_extra_inputs
     from edgekit.runtimes import open_runtime
 
     check_samples(samples, reference.input_shape)
     say = progress or quiet
     _check_declared_shape(exported, reference)
     inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
-    say(f"comparing on {inputs.array.shape[0]} inputs from {inputs.description}")
-    batch = inputs.array
+    extra = getattr(reference, "extra_inputs", ())
+    described = inputs.description + describe_extra_inputs([e.name for e in extra])
+    say(f"comparing on {inputs.array.shape[0]} inputs from {described}")
+    batch = model_inputs(inputs.array, extra)
     with open_runtime(exported, threads=threads) as runtime:
         precision = precision or detect_precision(runtime)
         model_batch = reference.input_shape[0]
         exported_outs = _run_in_batches(runtime.run, batch, model_batch)
         output_names = [spec.name for spec in runtime.outputs]
         runtime_name = f"{runtime.name} {runtime.version}"
-    with open_runtime(reference.module, threads=threads) as torch_runtime:
+    with open_runtime(reference.module, threads=threads, extra_inputs=extra) as torch_runtime:
         reference_outs = _run_in_batches(torch_runtime.run, batch, model_batch)
     if len(reference_outs) != len(exported_outs):
         raise DataError(
@@ -315,8 +318,8 @@ def check_parity(
         reference=f"pytorch:{reference.name}" + (" in float64" if exact is not None else ""),
         runtime=runtime_name,
         precision=precision,
-        samples=int(batch.shape[0]),
-        data=inputs.description,
+        samples=int(inputs.array.shape[0]),
+        data=described,
         skipped_images=inputs.skipped,
         outputs=outputs,
         thresholds=thresholds,
@@ -336,7 +339,8 @@ def _float64_outputs(reference, batch: np.ndarray, threads: int, count: int) -> 
 
     fixed = "the fp32 limit is the fixed one"
     try:
-        with TorchRuntime(reference.module, threads=threads, float64=True) as runtime:
+        with TorchRuntime(reference.module, threads=threads, float64=True,
+                          extra_inputs=getattr(reference, "extra_inputs", ())) as runtime:
             outs = _run_in_batches(runtime.run, batch, reference.input_shape[0], dtype=np.float64)
     except EdgekitError as exc:
         return None, f"{fixed}: PyTorch could not run {reference.name} in float64 ({exc})"
@@ -437,17 +441,31 @@ def judge_kernels(kernels: list[OutputParity], simulated: list[OutputParity], ex
     return failures
 
 
-def _run_in_batches(run, batch: np.ndarray, model_batch: int, dtype=np.float32) -> list[np.ndarray]:
-    """Run ``run`` on ``batch`` in slices of the model's fixed batch size and stack per output (as ``dtype``)."""
+def model_inputs(images: np.ndarray, extra) -> np.ndarray | list[np.ndarray]:
+    """What a runtime is fed for ``images``: the images alone, or for a model with inputs after the image
+    (``extra``: ``ExtraInput``s) a list with seeded values for each (``data.extra_inputs``), one row per image."""
+    if not extra:
+        return images
+    from edgekit.data.extra_inputs import extra_input_values
+
+    return [images, *extra_input_values([e.shape for e in extra], images.shape[0])]
+
+
+def _run_in_batches(run, batch: np.ndarray | list[np.ndarray], model_batch: int,
+                    dtype=np.float32) -> list[np.ndarray]:
+    """Run ``run`` on ``batch`` (one array, or one per model input) in slices of the model's fixed batch size and
+    stack per output (as ``dtype``)."""
+    arrays = batch if isinstance(batch, list) else [batch]
     step = max(1, int(model_batch))
     pieces: list[list[np.ndarray]] = []
-    for start in range(0, batch.shape[0], step):
-        chunk = batch[start : start + step]
-        if chunk.shape[0] < step:  # pad the last slice to the static batch, then drop the padding
-            pad = np.repeat(chunk[-1:], step - chunk.shape[0], axis=0)
-            outs = [o[: chunk.shape[0]] for o in run(np.concatenate([chunk, pad]))]
-        else:
-            outs = run(chunk)
+    for start in range(0, arrays[0].shape[0], step):
+        chunks = [a[start : start + step] for a in arrays]
+        count = chunks[0].shape[0]
+        if count < step:  # pad the last slice to the static batch, then drop the padding
+            chunks = [np.concatenate([c, np.repeat(c[-1:], step - count, axis=0)]) for c in chunks]
+        outs = run(chunks if isinstance(batch, list) else chunks[0])
+        if count < step:
+            outs = [o[:count] for o in outs]
         pieces.append([np.asarray(o, dtype=dtype) for o in outs])
     return [np.concatenate([p[i] for p in pieces]) for i in range(len(pieces[0]))]
 
@@ -473,10 +491,12 @@ def check_exported_file(
     samples: int = 8,
     threads: int = 1,
     progress: Progress | None = None,
+    extra_input_shapes: tuple[tuple[int, ...], ...] | None = None,
 ) -> ParityReport:
     """``edgekit check``: rebuild the reference named in the file's edgekit metadata (or given) and compare.
 
-    Raises WeightsError when the rebuilt reference's weights differ from those the file was exported
+    ``extra_input_shapes``: the inputs after the image (None: as the file declares them, unless ``input_shape``
+    is given). Raises WeightsError when the rebuilt reference's weights differ from those the file was exported
     with (so a parity failure is never blamed on the exporter when the reference is simply different).
     """
     from edgekit.models import resolve
@@ -484,9 +504,9 @@ def check_exported_file(
 
     meta = read_metadata(exported)
     ref = reference_for_file(exported, meta, model=model, weights=weights, pretrained=pretrained,
-                             input_shape=input_shape)
+                             input_shape=input_shape, extra_input_shapes=extra_input_shapes)
     handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape,
-                     mean=ref.mean, std=ref.std)
+                     mean=ref.mean, std=ref.std, extra_input_shapes=ref.extra_input_shapes)
     recorded = meta.get("weights_sha256")
     if recorded and ref.from_file and recorded != handle.weights_sha256:
         raise WeightsError(

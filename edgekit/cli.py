@@ -35,15 +35,24 @@ def _one_line_errors(func):
     return wrapper
 
 
-def _parse_shape(_ctx, _param, value):
-    if value is None:
+def _parse_shapes(_ctx, _param, values):
+    """``--input-shape`` given once per model input: None, or the NCHW image's shape and then the others'."""
+    if not values:
         return None
-    from edgekit.models import parse_input_shape
+    from edgekit.models import parse_input_shape, parse_tensor_shape
 
     try:
-        return parse_input_shape(value)
+        image = parse_input_shape(values[0])
+        return (image, *(parse_tensor_shape(v, image[0]) for v in values[1:]))
     except EdgekitError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _image_shape(shapes, command: str):
+    """The one input shape of a command that takes one-input models (UsageError for more)."""
+    if shapes and len(shapes) > 1:
+        raise click.UsageError(f"edgekit {command} takes models with one image input; pass --input-shape once")
+    return shapes[0] if shapes else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,8 +97,10 @@ pretrained_option = click.option(
     "--pretrained", is_flag=True, help="Download the published ImageNet weights (explicit; never automatic).",
 )
 shape_option = click.option(
-    "--input-shape", callback=_parse_shape, default=None, metavar="N,C,H,W",
-    help="Input shape for user models, e.g. 1,3,224,224.",
+    "--input-shape", "input_shapes", callback=_parse_shapes, multiple=True, metavar="N,C,H,W",
+    help="Input shape for user models, e.g. 1,3,224,224. A model whose forward takes several inputs gets one "
+         "per input, in order, the NCHW image first: --input-shape 1,3,64,64 --input-shape 1,16 (the others are "
+         "float32 fed as they are, batch first; fp32 only).",
 )
 data_option = click.option(
     "--data", type=click.Path(), default=None, metavar="DIR",
@@ -154,7 +165,7 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_rounding, no_bias_correction,
                    no_float_first_layers,
                    input_kind, mean, std, labels_file, no_normalization, target_cpu, calib, io, weights,
-                   pretrained, input_shape, output_dir, shuffle_lowering, opset, no_check, data, samples,
+                   pretrained, input_shapes, output_dir, shuffle_lowering, opset, no_check, data, samples,
                    as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.data.inputs import check_data_source
@@ -173,7 +184,8 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
                                "--no-float-first-layers, --target-cpu and --io apply to --int8 exports")
     request = ExportRequest(
         model=model or "shufflenet_v2_x1_0", format=fmt, int8=recipe if int8 else None, input_kind=input_kind,
-        weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std,
+        weights=weights, pretrained=pretrained, input_shape=input_shapes[0] if input_shapes else None,
+        extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else (), mean=mean, std=std,
         labels=_labels(labels_file, fmt), output_dir=output_dir,
         shuffle_lowering=shuffle_lowering, opset=opset, check=not no_check, data=data, samples=samples,
     )
@@ -202,7 +214,7 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
               help="With --per-layer: the calibration folder an equalized file was exported with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 @_one_line_errors
-def check_command(exported, model, weights, pretrained, input_shape, data, samples, threads, per_layer, html_path,
+def check_command(exported, model, weights, pretrained, input_shapes, data, samples, threads, per_layer, html_path,
                   calib, as_json) -> None:
     """Prove an exported .onnx/.tflite computes what the PyTorch model computes (exit 1 if not)."""
     if (html_path or calib) and not per_layer:
@@ -227,7 +239,8 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
                                   "--html with a writable path") from None
         with stdout_to_stderr():
             layers = per_layer_errors(exported, model=model, weights=weights, pretrained=pretrained,
-                                      input_shape=input_shape, data=data, samples=samples, threads=threads,
+                                      input_shape=_image_shape(input_shapes, "check --per-layer"), data=data,
+                                      samples=samples, threads=threads,
                                       calib=calib, progress=_progress)
             if html_path:
                 with staged_files() as staged:
@@ -241,7 +254,9 @@ def check_command(exported, model, weights, pretrained, input_shape, data, sampl
 
     with stdout_to_stderr():
         report = check_exported_file(
-            exported, model=model, weights=weights, pretrained=pretrained, input_shape=input_shape, data=data,
+            exported, model=model, weights=weights, pretrained=pretrained,
+            input_shape=input_shapes[0] if input_shapes else None,
+            extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else None, data=data,
             samples=samples, threads=threads, progress=_progress,
         )
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)
@@ -368,13 +383,14 @@ def devices_command(adb_path, as_json) -> None:
 @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy report as JSON on stdout.")
 @_one_line_errors
-def eval_command(model_or_file, data, compare, weights, input_shape, batch_size, threads, as_json) -> None:
+def eval_command(model_or_file, data, compare, weights, input_shapes, batch_size, threads, as_json) -> None:
     """Top-1/top-5 accuracy and per-class confusion of a model or exported file on labelled images."""
     from edgekit.evaluate import evaluate
     from edgekit.report import render_eval, to_json
 
     with stdout_to_stderr():
-        report = evaluate(model_or_file, data, compare=compare, weights=weights, input_shape=input_shape,
+        report = evaluate(model_or_file, data, compare=compare, weights=weights,
+                          input_shape=_image_shape(input_shapes, "eval"),
                           batch_size=batch_size, threads=threads, progress=_progress)
     click.echo(to_json(report) if as_json else render_eval(report), nl=not as_json)
 
@@ -394,7 +410,7 @@ def eval_command(model_or_file, data, compare, weights, input_shape, batch_size,
               help="Also write analysis.json and analysis.md here (for `edgekit report`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON on stdout.")
 @_one_line_errors
-def analyze_command(model, input_shape, profile, measure_target, g1_excess, max_layers, output_dir, as_json) -> None:
+def analyze_command(model, input_shapes, profile, measure_target, g1_excess, max_layers, output_dir, as_json) -> None:
     """Per-layer mult-adds, memory access cost (MAC) and the ShuffleNetV2 guidelines G1-G4 for a registry
     model, a FILE.py:FACTORY, or an exported .onnx/.tflite file."""
     from pathlib import Path
@@ -415,7 +431,8 @@ def analyze_command(model, input_shape, profile, measure_target, g1_excess, max_
             profile = run_benchmark(model, make_targets(measure_target)[0], op_profile=True, runs=20,
                                     min_secs=0.5, progress=_progress)
     with stdout_to_stderr():
-        result = analyze(model, input_shape=input_shape, profile=profile, g1_excess=g1_excess)
+        result = analyze(model, input_shape=_image_shape(input_shapes, "analyze"), profile=profile,
+                         g1_excess=g1_excess)
     if output_dir:
         from edgekit.fileio import ensure_writable_dir
 

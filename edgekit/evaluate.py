@@ -195,6 +195,10 @@ def evaluate(
 
     runtimes = [open_runtime(t.source, threads=threads) for t in targets]
     try:
+        for t, rt in zip(targets, runtimes, strict=True):
+            if len(rt.inputs) > 1:
+                raise DataError(f"{t.name} takes {len(rt.inputs)} inputs; edgekit eval scores image classifiers "
+                                "with one image input (check a model with several inputs with edgekit check)")
         outputs = [int(rt.outputs[0].shape[-1]) if rt.outputs and rt.outputs[0].shape
                    and rt.outputs[0].shape[-1] else None for rt in runtimes]
         maps: list[np.ndarray | None] = [None] * len(targets)

@@ -31,6 +31,10 @@ IO_TYPES = ("uint8", "int8", "float")
 #: One step of an 8-bit pixel in the [0, 1] units the normalisation is defined in.
 PIXEL_STEP = 1.0 / 255.0
 METADATA_KEY = "input_contract"
+#: the metadata key listing a file's inputs after the image (``ExtraInputInfo``, JSON)
+EXTRA_INPUTS_KEY = "extra_inputs"
+#: the most dimensions or elements a file's metadata may declare for a further input (more is damage)
+_MAX_EXTRA_RANK, _MAX_EXTRA_DIMENSION = 6, 1 << 20
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,50 @@ class InputContract:
         return [255.0 * m for m in self.mean], [255.0 * s for s in self.std]
 
 
+@dataclass(frozen=True)
+class ExtraInputInfo:
+    """An input of a file after the image: float32 values fed as they are (no pixels, no normalisation).
+
+    ``name``: the tensor's name in the file (the PyTorch ``forward`` argument it was). ``shape``: as the file
+    takes it, in ``layout`` (``NHWC`` for a 4-D input of a TFLite file, ``NCHW`` for ONNX; None unless 4-D)."""
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str | None
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) for d in self.shape)
+        return f"'{self.name}' float32 {self.layout + ' ' if self.layout else ''}{dims}"
+
+
+def extra_inputs_to_metadata(extra: Sequence[ExtraInputInfo]) -> str:
+    """JSON for the file's ``EXTRA_INPUTS_KEY`` (deterministic)."""
+    return json.dumps([{"name": e.name, "shape": list(e.shape), "layout": e.layout} for e in extra], sort_keys=True)
+
+
+def extra_inputs_from_metadata(fields: dict[str, str]) -> list[ExtraInputInfo]:
+    """The further inputs a file's metadata declares; empty when it declares none. Raises ValueError for a
+    record that is not a list of well-formed entries (a file's metadata is untrusted data)."""
+    text = fields.get(EXTRA_INPUTS_KEY)
+    if not text:
+        return []
+    entries = json.loads(text)
+    if not isinstance(entries, list):
+        raise ValueError("extra_inputs is not a list")
+    extra = []
+    for entry in entries:
+        name, shape, layout = entry["name"], entry["shape"], entry.get("layout")
+        if not isinstance(name, str) or not isinstance(shape, list) or layout not in (None, "NCHW", "NHWC"):
+            raise ValueError("malformed extra_inputs entry")
+        dims = tuple(int(d) for d in shape)
+        if not 1 <= len(dims) <= _MAX_EXTRA_RANK or not all(1 <= d <= _MAX_EXTRA_DIMENSION for d in dims):
+            raise ValueError(f"extra input shape {dims} out of range")
+        if layout is not None and len(dims) != 4:
+            raise ValueError("a layout is for 4-D inputs")
+        extra.append(ExtraInputInfo(name, dims, layout))
+    return extra
+
+
 def resolve_io(kind: str, io: str | None, int8: bool) -> str:
     """The input tensor type for ``kind`` and ``--io`` (int8 files only). Raises ``ExportError`` for a
     combination that cannot be (e.g. float ``bytes``)."""
@@ -162,9 +210,10 @@ def read_labels(path) -> list[str]:
     return labels
 
 
-def usage_line(contract: InputContract, outputs: Sequence[dict]) -> str:
+def usage_line(contract: InputContract, outputs: Sequence[dict], extra: Sequence[ExtraInputInfo] = ()) -> str:
     """One line: what to feed the file and how to read each output (``outputs``: dicts with ``name``,
-    ``dtype``, ``shape`` and, for integer outputs, ``scale`` and ``zero_point``)."""
+    ``dtype``, ``shape`` and, for integer outputs, ``scale`` and ``zero_point``); ``extra``: the inputs after
+    the image."""
     reads = []
     for out in outputs:
         dims = "x".join(str(d) for d in out["shape"])
@@ -174,4 +223,5 @@ def usage_line(contract: InputContract, outputs: Sequence[dict]) -> str:
             reads.append(f"'{out['name']}' {out['dtype']} {dims}, real = {out['scale']:.6g} * ({shift})")
         else:
             reads.append(f"'{out['name']}' {out['dtype']} {dims}")
-    return f"feed {contract.describe()}; read {', '.join(reads)}"
+    also = "".join(f", and {e.describe()} as it is" for e in extra)
+    return f"feed {contract.describe()}{also}; read {', '.join(reads)}"

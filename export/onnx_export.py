@@ -11,7 +11,7 @@ import io
 import json
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from edgekit.export.publish import StepClock, provenance, publish
 from edgekit.export.result import ExportResult, PassRecord, ShuffleRecord
 from edgekit.export.versions import tool_versions
 from edgekit.fileio import ensure_writable_dir
-from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, resolve_io, usage_line
+from edgekit.input_contract import (
+    DEFAULT_INPUT,
+    EXTRA_INPUTS_KEY,
+    METADATA_KEY,
+    extra_inputs_to_metadata,
+    resolve_io,
+    usage_line,
+)
 from edgekit.progress import Progress, quiet
 
 DEFAULT_OPSET = 17
@@ -44,17 +51,20 @@ def export_onnx(
     data: str | Path | None = None,
     samples: int = 8,
     progress: Progress | None = None,
+    extra_input_shapes: tuple[tuple[int, ...], ...] = (),
 ) -> ExportResult:
     """Export a registry model or user factory to ``output_dir/<name>.onnx``, ``<name>.json`` (the export
     report) and ``<name>.html`` (the same report for people). ``input_kind`` (``input_contract.INPUT_KINDS``):
     what the file takes, NCHW: ``bytes`` (uint8, the default), ``pixels`` (float [0, 1]) or ``normalized``.
     ``mean``/``std``: a user factory's input normalisation (default ImageNet's, with a notice).
+    ``extra_input_shapes``: a user factory's inputs after the image (``models.resolve``); the file takes them
+    as float32, named after their ``forward`` arguments, and declares them (``input_contract.EXTRA_INPUTS_KEY``).
 
     Runs the parity check on the staged file unless ``check`` is False; a failed check raises ParityError
     and, like any other failure, leaves no file behind. Returns the ExportResult written to the JSON
     report. Raises EdgekitError subclasses for unknown models, bad weights, unwritable output, bad data.
     """
-    from edgekit.export.onnx_input import normalize_in_model, onnx_input_contract, onnx_output_facts
+    from edgekit.export.onnx_input import normalize_in_model, onnx_extra_inputs, onnx_input_contract, onnx_output_facts
     from edgekit.export.passes import SHUFFLE_LOWERINGS
 
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
@@ -63,14 +73,16 @@ def export_onnx(
     say = progress or quiet
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
-                              mean=mean, std=std)
+                              mean=mean, std=std, extra_input_shapes=extra_input_shapes)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     onnx_model = normalize_in_model(onnx_model, handle.mean, handle.std, input_kind)
     contract = onnx_input_contract(onnx_model, input_kind, handle.mean, handle.std)
+    extra = onnx_extra_inputs(onnx_model)
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
                         precision="fp32", shuffles=len(matches))
     fields[METADATA_KEY] = contract.to_metadata()
+    fields.update(extra_input_fields(extra))
     content = finalize(onnx_model, fields)
     clock.lap("finalize")
 
@@ -91,7 +103,8 @@ def export_onnx(
             shuffles=shuffle_records(matches, shuffle_lowering),
             passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
             io=contract.dtype, input_contract=json.loads(contract.to_metadata()),
-            usage=usage_line(contract, onnx_output_facts(onnx_model)),
+            usage=usage_line(contract, onnx_output_facts(onnx_model), extra),
+            extra_inputs=[asdict(e) for e in extra],
             **measured,
         )
 
@@ -112,7 +125,8 @@ class PreparedExport:
 
 
 def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output_dir, opset: int,
-                   shuffle_lowering: str, say: Progress, mean=None, std=None) -> PreparedExport:
+                   shuffle_lowering: str, say: Progress, mean=None, std=None,
+                   extra_input_shapes=()) -> PreparedExport:
     """Check the output directory, build the model, export it to ONNX, simplify, lower its shuffles.
 
     The output directory is checked first so a bad ``--output`` fails before any expensive work.
@@ -122,7 +136,8 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     clock = StepClock()
     out_dir = ensure_writable_dir(output_dir)
     say(f"building {model}")
-    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std)
+    handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std,
+                     extra_input_shapes=extra_input_shapes)
     if handle.normalization == "assumed":
         say(f"note: assuming {handle.name} normalises its input with ImageNet's mean {handle.mean} and std "
             f"{handle.std}; pass --mean/--std, or --no-normalization, if it does not")
@@ -132,7 +147,7 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
             "--weights FILE to export trained weights")
     clock.lap("build")
     say(f"exporting {handle.name} to ONNX opset {opset}")
-    onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset)
+    onnx_model = torch_to_onnx(handle.module, handle.input_shape, opset, extra_inputs=handle.extra_inputs)
     clock.lap("torch_onnx_export")
     say("simplifying with onnxsim")
     onnx_model = simplify(onnx_model)
@@ -143,6 +158,20 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     return PreparedExport(handle, out_dir, clock, onnx_model, pass_results, matches)
 
 
+def extra_input_fields(extra) -> dict[str, str]:
+    """The file metadata declaring the inputs after the image (none for a one-input model)."""
+    return {EXTRA_INPUTS_KEY: extra_inputs_to_metadata(extra)} if extra else {}
+
+
+def refuse_int8_extra_inputs(int8: bool, extra_input_shapes) -> None:
+    """int8 calibrates on images fed to the image input alone: refuse a model with further inputs before any
+    work (ExportError naming the fix)."""
+    if int8 and extra_input_shapes:
+        count = 1 + len(extra_input_shapes)
+        raise ExportError(f"int8 export takes models with one image input, and this one has {count} inputs (its "
+                          "calibration, GPTQ and range passes feed images only); export it fp32 (drop --int8)")
+
+
 def shuffle_records(matches, lowering: str) -> list[ShuffleRecord]:
     return [
         ShuffleRecord(output=m.output, channels=m.channels, groups=m.groups, spelling=m.spelling, lowering=lowering)
@@ -150,21 +179,23 @@ def shuffle_records(matches, lowering: str) -> list[ShuffleRecord]:
     ]
 
 
-def torch_to_onnx(module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):
-    """Export ``module`` (eval mode) on a static input shape; returns an onnx.ModelProto.
+def torch_to_onnx(module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET, extra_inputs=()):
+    """Export ``module`` (eval mode) on a static input shape; returns an onnx.ModelProto. ``extra_inputs``
+    (``models.ExtraInput``): the inputs after the image, each exported under its name.
 
     Raises UserModelError when the model's forward fails on that shape, ExportError when the exporter does.
     """
     import onnx
     import torch
 
-    example = torch.zeros(*input_shape)
+    examples = (torch.zeros(*input_shape), *(torch.zeros(*e.shape) for e in extra_inputs))
     try:
         with torch.no_grad():
-            outputs = module(example)
+            outputs = module(*examples)
     except Exception as exc:
+        shapes = " and ".join(",".join(map(str, e.shape)) for e in examples)
         raise UserModelError(
-            f"the model's forward pass failed on input shape {','.join(map(str, input_shape))} "
+            f"the model's forward pass failed on input shape{'s' if len(examples) > 1 else ''} {shapes} "
             f"({exc.__class__.__name__}: {_first_line(exc)}); check --input-shape"
         ) from None
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
@@ -175,11 +206,11 @@ def torch_to_onnx(module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPS
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
-                (example,),
+                examples,
                 buffer,
                 dynamo=False,
                 opset_version=opset,
-                input_names=["input"],
+                input_names=["input", *(e.name for e in extra_inputs)],
                 output_names=output_names,
                 do_constant_folding=True,
             )

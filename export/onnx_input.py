@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgekit.errors import ExportError
 from edgekit.export.passes.fold_input_normalization import PIXELS
 from edgekit.export.passes.graph_utils import drop_unread_initializers
-from edgekit.input_contract import PIXEL_STEP, InputContract
+from edgekit.input_contract import PIXEL_STEP, ExtraInputInfo, InputContract
 
 PROLOGUE = "edgekit_input"
 
@@ -136,6 +136,15 @@ def onnx_input_contract(model: onnx.ModelProto, kind: str, mean, std) -> InputCo
     scale, zero_point = (PIXEL_STEP, 0) if kind == "bytes" else (None, None)
     return InputContract(kind=kind, dtype=dtype, layout="NCHW", shape=shape, mean=tuple(float(m) for m in mean),
                          std=tuple(float(s) for s in std), scale=scale, zero_point=zero_point)
+
+
+def onnx_extra_inputs(model: onnx.ModelProto) -> list[ExtraInputInfo]:
+    """The inputs after the image, as the file takes them (NCHW, as PyTorch does)."""
+    extra = []
+    for value in model.graph.input[1:]:
+        shape = tuple(int(d.dim_value) for d in value.type.tensor_type.shape.dim)
+        extra.append(ExtraInputInfo(value.name, shape, "NCHW" if len(shape) == 4 else None))
+    return extra
 
 
 def onnx_output_facts(model: onnx.ModelProto) -> list[dict]:

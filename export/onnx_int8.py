@@ -28,7 +28,14 @@ from edgekit.export.activation_ranges import (
     estimate_ranges,
 )
 from edgekit.export.float_first_layers import keep_first_layers_float
-from edgekit.export.onnx_export import DEFAULT_OPSET, finalize, op_histogram, prepare_export, shuffle_records
+from edgekit.export.onnx_export import (
+    DEFAULT_OPSET,
+    finalize,
+    op_histogram,
+    prepare_export,
+    refuse_int8_extra_inputs,
+    shuffle_records,
+)
 from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS
 from edgekit.export.passes.graph_utils import drop_unread_initializers
@@ -363,6 +370,7 @@ def export_onnx_int8(
     data: str | Path | None = None,
     samples: int = 8,
     progress: Progress | None = None,
+    extra_input_shapes: tuple[tuple[int, ...], ...] = (),
 ) -> ExportResult:
     """Export to ``output_dir/<name>_int8.onnx`` (QDQ int8) with its report ``<name>_int8.json``/``.html``.
 
@@ -382,10 +390,11 @@ def export_onnx_int8(
     ``float_first_layers.TARGET_COSINE`` on the calibration images (``keep_first_layers_float``; the report's notes
     say how many). The parity check compares with PyTorch and the integer kernels with the float-simulated QDQ
     graph. Raises ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on
-    failure.
+    failure. ``extra_input_shapes`` (inputs after the image) are refused: int8 calibrates through the image alone.
     """
     from edgekit.export.passes import SHUFFLE_LOWERINGS
 
+    refuse_int8_extra_inputs(True, extra_input_shapes)
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     if calib_method not in CALIB_METHODS:

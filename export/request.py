@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgekit.errors import ExportError
 from edgekit.export.activation_ranges import RANGE_METHODS
+from edgekit.export.onnx_export import refuse_int8_extra_inputs
 from edgekit.input_contract import DEFAULT_INPUT, resolve_io
 
 FORMATS = ("onnx", "tflite")
@@ -49,7 +50,8 @@ class Int8Recipe:
 class ExportRequest:
     """One file to export: ``model`` (registry name or ``file.py:factory``) as ``format`` (``onnx`` or
     ``tflite``), int8 when ``int8`` holds a recipe. ``input_kind`` is the file's input contract (``bytes``,
-    ``pixels``, ``normalized``); ``mean``/``std`` a user factory's normalisation; ``labels`` (TFLite) the class
+    ``pixels``, ``normalized``); ``extra_input_shapes`` a user factory's inputs after the image (fp32 only);
+    ``mean``/``std`` a user factory's normalisation; ``labels`` (TFLite) the class
     names packed into the standard metadata. ``shuffle_lowering``/``opset`` None take the format's default
     (``opset`` is ONNX only). ``check`` proves parity on ``samples`` images from ``data`` before the file
     appears. Raises ``ExportError`` (one line) for a combination that cannot be.
@@ -62,6 +64,7 @@ class ExportRequest:
     weights: str | Path | None = None
     pretrained: bool = False
     input_shape: tuple[int, ...] | None = None
+    extra_input_shapes: tuple[tuple[int, ...], ...] = ()
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     labels: list[str] | None = field(default=None, hash=False)
@@ -87,6 +90,7 @@ class ExportRequest:
         if recipe is None:
             resolve_io(self.input_kind, None, int8=False)
             return
+        refuse_int8_extra_inputs(True, self.extra_input_shapes)
         if recipe.target_cpu is not None and tflite:
             raise ExportError("--target-cpu applies to --format onnx --int8")
         if recipe.io is not None and not tflite:
@@ -111,6 +115,7 @@ def export(request: ExportRequest, progress=None):
     Raises the exporters' ``EdgekitError`` subclasses; nothing is written on failure.
     """
     common = dict(weights=request.weights, pretrained=request.pretrained, input_shape=request.input_shape,
+                  extra_input_shapes=request.extra_input_shapes,
                   output_dir=request.output_dir, check=request.check, data=request.data, samples=request.samples,
                   progress=progress, input_kind=request.input_kind, mean=request.mean, std=request.std)
     recipe = request.int8

@@ -52,6 +52,8 @@ class ExportResult:
     # What the file takes (edgekit.input_contract.InputContract as a dict) and one line on feeding and reading it
     input_contract: dict | None = None
     usage: str | None = None
+    # the inputs after the image (edgekit.input_contract.ExtraInputInfo as dicts): float32, fed as they are
+    extra_inputs: list[dict] = field(default_factory=list)
     # TFLite only
     layout_transposes: int | None = None
     xnnpack_partitions: int | None = None

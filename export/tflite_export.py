@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
-from edgekit.export.onnx_export import DEFAULT_OPSET, prepare_export, shuffle_records
+from edgekit.export.onnx_export import (
+    DEFAULT_OPSET,
+    extra_input_fields,
+    prepare_export,
+    refuse_int8_extra_inputs,
+    shuffle_records,
+)
 from edgekit.export.publish import provenance, publish
 from edgekit.export.result import ExportResult
 from edgekit.export.tflite.pixel_input import IN_MODEL, PIXEL_RANGE, lower_pixel_fills, to_pixels
 from edgekit.export.versions import tool_versions
-from edgekit.input_contract import DEFAULT_INPUT, METADATA_KEY, PIXEL_STEP, InputContract, resolve_io, usage_line
+from edgekit.input_contract import (
+    DEFAULT_INPUT,
+    METADATA_KEY,
+    PIXEL_STEP,
+    ExtraInputInfo,
+    InputContract,
+    resolve_io,
+    usage_line,
+)
 from edgekit.progress import Progress, quiet
 
 #: The lowerings ``--shuffle`` accepts for TFLite (benchmarks/tflite_latency.py measures them). "auto" folds
@@ -61,6 +76,7 @@ def export_tflite(
     data: str | Path | None = None,
     samples: int = 8,
     progress: Progress | None = None,
+    extra_input_shapes: tuple[tuple[int, ...], ...] = (),
 ) -> ExportResult:
     """Export to ``output_dir/<name>[_int8].tflite`` plus ``<name>[_int8].tflite.json`` and ``.html``.
 
@@ -88,6 +104,8 @@ def export_tflite(
     (``mixed_precision.quantize_with_float_fallback``: as few as reach it, within a share of the multiply-adds;
     the notes say which and what they cost in cosine). The file's
     metadata declares its ``input_contract``; the report's ``usage`` says what to feed and how to read it.
+    ``extra_input_shapes``: a user factory's inputs after the image (``models.resolve``); the file takes them as
+    float32 (4-D ones NHWC), declared in both metadata (fp32 only: int8 is refused before any work).
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
@@ -99,6 +117,7 @@ def export_tflite(
             f"unknown --shuffle {shuffle_lowering!r} for TFLite; choose one of {', '.join(TFLITE_SHUFFLE_LOWERINGS)}"
         )
     in_dtype = resolve_io(input_kind, io, int8)
+    refuse_int8_extra_inputs(int8, extra_input_shapes)
     from edgekit.export.tflite.calibrate import CALIBRATION_METHODS
 
     if calib_method not in CALIBRATION_METHODS:
@@ -108,7 +127,7 @@ def export_tflite(
     # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say,
-                              mean=mean, std=std)
+                              mean=mean, std=std, extra_input_shapes=extra_input_shapes)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, matches = prepared.onnx_model, prepared.matches
     notes: list[str] = []
@@ -182,17 +201,18 @@ def export_tflite(
     elif input_kind == "bytes":
         _take_bytes(graph)
     contract = _input_contract(graph, input_kind, handle)
+    extra = _extra_inputs(graph)
     outputs = _output_facts(graph)
-    usage = usage_line(contract, outputs)
+    usage = usage_line(contract, outputs, extra)
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
                         precision=precision, shuffles=len(matches))
     fields.update(ptq_steps.equalization_fields(equalized, calib))
     in_q, out_q = _io_quantization(graph)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
                   "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q,
-                  METADATA_KEY: contract.to_metadata()}
+                  METADATA_KEY: contract.to_metadata(), **extra_input_fields(extra)}
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
-    content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes)
+    content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes, extra)
     delegation = xnnpack_delegation(content)
     partitions, left_out = delegation.partitions, delegation.undelegated
     if left_out:  # invisible in the partition count when they sit at the graph's ends
@@ -222,6 +242,7 @@ def export_tflite(
             io=in_dtype,
             input_contract=json.loads(contract.to_metadata()),
             usage=usage,
+            extra_inputs=[asdict(e) for e in extra],
             input_quantization=in_q,
             output_quantization=out_q,
             calibration=calibration,
@@ -259,11 +280,18 @@ def _take_bytes(graph) -> None:
 
 
 def _with_app_metadata(content: bytes, graph, contract: InputContract, handle, precision: str, labels,
-                       notes: list[str]) -> bytes:
-    """``content`` with standard TFLite Model Metadata describing ``contract`` and the outputs (labels packed
-    for a classifier whose class count they match). Images of 1 or 3 channels only; others get a note."""
+                       notes: list[str], extra: list[ExtraInputInfo]) -> bytes:
+    """``content`` with standard TFLite Model Metadata describing ``contract``, the inputs after the image
+    (``extra``) and the outputs (labels packed for a classifier whose class count they match). Images of 1 or 3
+    channels only; others get a note."""
     from edgekit import __version__
-    from edgekit.export.tflite.support_metadata import AppMetadata, InputInfo, OutputInfo, with_support_metadata
+    from edgekit.export.tflite.support_metadata import (
+        AppMetadata,
+        FeatureInfo,
+        InputInfo,
+        OutputInfo,
+        with_support_metadata,
+    )
     from edgekit.models import registry
 
     _, height, width, channels = contract.shape
@@ -300,6 +328,7 @@ def _with_app_metadata(content: bytes, graph, contract: InputContract, handle, p
                         color_space="RGB" if channels == 3 else "GRAYSCALE", mean=mean, std=std, min=low, max=high,
                         height=height, width=width),
         outputs=outputs,
+        extra_inputs=[FeatureInfo(name=e.name, description=f"{e.describe()}, fed as it is") for e in extra],
     )
     return with_support_metadata(content, meta)
 
@@ -312,6 +341,15 @@ def _input_contract(graph, input_kind: str, handle) -> InputContract:
         zero_point = int(np.asarray(t.quant.zero_point).ravel()[0])
     return InputContract(kind=input_kind, dtype=t.dtype, layout="NHWC", shape=tuple(t.shape),
                          mean=tuple(handle.mean), std=tuple(handle.std), scale=scale, zero_point=zero_point)
+
+
+def _extra_inputs(graph) -> list[ExtraInputInfo]:
+    """The inputs after the image, as the file takes them (4-D ones NHWC, as the lowering lays them out)."""
+    extra = []
+    for name in graph.inputs[1:]:
+        shape = tuple(int(d) for d in graph.shape(name))
+        extra.append(ExtraInputInfo(name, shape, "NHWC" if len(shape) == 4 else None))
+    return extra
 
 
 def _output_facts(graph) -> list[dict]:

@@ -8,6 +8,7 @@ benchmark treat them alike. Engines are imported only when a runtime for them is
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def open_runtime(
     optimization: str = "all",
     input_shape: tuple[int, ...] | None = None,
     vet: bool = True,
+    extra_inputs: Sequence = (),
 ) -> Runtime:
     """Open the runtime that fits ``model_or_path``.
 
@@ -36,7 +38,8 @@ def open_runtime(
     ``edgekit.models.ModelHandle``) -> ``TorchRuntime``; a path ending in ``.onnx`` -> ``OnnxRuntime``
     (``optimization``: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``); a path ending in
     ``.tflite`` -> ``LiteRTRuntime`` (``xnnpack`` keeps or removes the default XNNPACK delegate).
-    ``threads`` applies to every engine; ``input_shape`` (NCHW) only to PyTorch modules. ``vet`` (files
+    ``threads`` applies to every engine; ``input_shape`` (NCHW) and ``extra_inputs`` (a handle's inputs after the
+    image) only to PyTorch modules. ``vet`` (files
     only) first loads and runs the file once in an isolated child (``vetting.vet_model_file``), so a damaged
     file cannot crash the caller; files edgekit wrote in this process and files vetted before skip it.
     Out: an open ``Runtime``; close it or use it as a context manager.
@@ -81,9 +84,10 @@ def open_runtime(
     module = model_or_path
     if not isinstance(module, nn.Module) and isinstance(getattr(module, "module", None), nn.Module):
         input_shape = input_shape or getattr(module, "input_shape", None)
+        extra_inputs = extra_inputs or getattr(module, "extra_inputs", ())
         module = module.module
     if isinstance(module, nn.Module):
-        return TorchRuntime(module, threads=threads, input_shape=input_shape)
+        return TorchRuntime(module, threads=threads, input_shape=input_shape, extra_inputs=extra_inputs)
     raise ModelFileError(
         f"cannot run a {type(model_or_path).__name__}; pass a torch.nn.Module or a path to a "
         f"{' or '.join(SUPPORTED_SUFFIXES)} file"

@@ -61,20 +61,26 @@ class Runtime(ABC):
 
     _closed = False
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the model on one batch.
 
-        In: ``x``, a float array in NCHW (or the model's own rank for non-image inputs); other float
-        dtypes are cast to float32. Out: the model's outputs as float32 arrays in the model's output
-        order; 4-D outputs are NCHW (a channels-last model's outputs are transposed back).
-        Raises ``DataError`` for integer input or a shape that does not fit the model;
-        ``RuntimeError`` after ``close()``.
+        In: ``x``, a float array in NCHW (or the model's own rank for non-image inputs), or for a model
+        with several inputs a list of them, one per input in ``inputs`` order (4-D ones NCHW, every one batch
+        first); other float dtypes are cast to float32. Out: the model's outputs as float32 arrays in the
+        model's output order; 4-D outputs are NCHW (a channels-last model's outputs are transposed back).
+        Raises ``DataError`` for integer input, a wrong number of inputs or a shape that does not fit the
+        model; ``RuntimeError`` after ``close()``.
         """
         if self._closed:
             raise RuntimeError(f"{self.name} runtime is closed")
-        x = as_float32(x)
+        xs = [as_float32(a) for a in x] if isinstance(x, (list, tuple)) else [as_float32(x)]
+        if len(xs) != len(self.inputs):
+            names = ", ".join(spec.name for spec in self.inputs)
+            raise DataError(f"{self.name} got {len(xs)} input arrays but the model takes {len(self.inputs)} "
+                            f"({names}); pass one array per input, in that order")
+        x = xs[0]
         try:
-            return self._run(x)
+            return self._run(xs)
         except EdgekitError:
             raise
         except MemoryError:
@@ -123,8 +129,8 @@ class Runtime(ABC):
         return f"<{type(self).__name__} {self.name} {self.version} inputs=[{shapes}] threads={self.threads}>"
 
     @abstractmethod
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run on float32 input already checked by ``run``."""
+    def _run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on float32 inputs (one per model input) already checked by ``run``."""
 
     @abstractmethod
     def _close(self) -> None:
@@ -192,6 +198,16 @@ def batches(x: np.ndarray, model_batch: int | None) -> list[np.ndarray]:
     )
 
 
+def batch_chunks(xs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[list[np.ndarray]]:
+    """``batches`` for every input at once: the chunks each run takes, one array per input. Raises
+    ``DataError`` when the inputs do not split into the same number of runs (their batches differ)."""
+    split = [batches(x, spec.shape[0] if spec.shape else None) for x, spec in zip(xs, specs, strict=True)]
+    if len({len(chunks) for chunks in split}) > 1:
+        sizes = ", ".join(f"{spec.name} {x.shape[0]}" for x, spec in zip(xs, specs, strict=True))
+        raise DataError(f"the inputs' batches do not match ({sizes}); give every input the same batch")
+    return [list(run) for run in zip(*split, strict=True)]
+
+
 def collect_outputs(results: list[list[np.ndarray]], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
     """Join per-batch engine outputs into what callers get: one float32 NCHW array per output.
 
@@ -246,6 +262,17 @@ def nchw_input_shape(spec: TensorSpec) -> list[int]:
     if spec.layout == "NHWC" and len(shape) == 4:
         shape = [shape[0], shape[3], shape[1], shape[2]]
     return shape
+
+
+def declared_layouts(fields: dict[str, str]) -> dict[str, Layout | None]:
+    """The layouts a file's edgekit metadata declares for its inputs after the image, by tensor name (empty
+    for a file that declares none, or whose record is damaged: the shapes are then guessed)."""
+    from edgekit.input_contract import extra_inputs_from_metadata
+
+    try:
+        return {e.name: e.layout for e in extra_inputs_from_metadata(fields)}  # type: ignore[misc]
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def file_metadata_or_empty(path) -> dict[str, str]:

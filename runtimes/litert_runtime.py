@@ -13,10 +13,11 @@ from edgekit.errors import EdgekitError, ModelFileError
 from .base import (
     Runtime,
     TensorSpec,
-    batches,
+    batch_chunks,
     check_model_file,
     check_threads,
     collect_outputs,
+    declared_layouts,
     file_metadata_or_empty,
     guess_layout,
     one_line,
@@ -106,21 +107,20 @@ class LiteRTRuntime(Runtime):
             ) from exc
 
         input_details = self._interpreter.get_input_details()
-        if len(input_details) != 1:
-            raise ModelFileError(
-                f"{self.path} has {len(input_details)} inputs; edgekit runs single-input models"
-            )
-        self._input_index = int(input_details[0]["index"])
+        metadata = file_metadata_or_empty(self.path)
+        layouts = declared_layouts(metadata)
+        self._input_indices = [int(d["index"]) for d in input_details]
         self._output_indices = [int(d["index"]) for d in self._interpreter.get_output_details()]
-        self.inputs = [self._spec(d, guess_layout(_signature(d), "NHWC")) for d in input_details]
-        channels_last = self.inputs[0].layout == "NHWC"
+        self.inputs = [self._spec(d, layouts.get(d["name"], guess_layout(_signature(d), "NHWC")))
+                       for d in input_details]
+        channels_last = bool(self.inputs) and self.inputs[0].layout == "NHWC"
         self.outputs = [
             self._spec(d, ("NHWC" if channels_last else "NCHW") if len(_signature(d)) == 4 else None)
             for d in self._interpreter.get_output_details()
         ]
-        self._resized_to: tuple[int, ...] = tuple(int(d) for d in input_details[0]["shape"])
+        self._resized_to = [tuple(int(v) for v in d["shape"]) for d in input_details]
         # (mean, std) when the file takes pixels (bytes or pixels contract, or an older in-model file)
-        self.pixel_input = pixel_normalization(file_metadata_or_empty(self.path))
+        self.pixel_input = pixel_normalization(metadata)
 
     def _spec(self, detail: dict, layout: str | None) -> TensorSpec:
         shape = _signature(detail)
@@ -154,22 +154,25 @@ class LiteRTRuntime(Runtime):
         """``threads`` and ``xnnpack``."""
         return {"threads": self.threads, "xnnpack": self.xnnpack}
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        spec = self.inputs[0]
-        if self.pixel_input is not None and x.ndim == 4:
-            x = pixels_from_normalized(x, self.pixel_input, spec)
-        else:
-            x = _quantize(to_model_layout(x, spec), spec)
-        results = [self._invoke(chunk) for chunk in batches(x, spec.shape[0])]
+    def _run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        prepared = []
+        for i, (x, spec) in enumerate(zip(xs, self.inputs, strict=True)):
+            if i == 0 and self.pixel_input is not None and x.ndim == 4:
+                prepared.append(pixels_from_normalized(x, self.pixel_input, spec))
+            else:
+                prepared.append(_quantize(to_model_layout(x, spec), spec))
+        results = [self._invoke(chunk) for chunk in batch_chunks(prepared, self.inputs)]
         return collect_outputs(results, self.outputs)
 
-    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.shape != self._resized_to:
-            # Only reached for a dynamic dimension: fixed ones were checked or split into batches.
-            self._interpreter.resize_tensor_input(self._input_index, list(x.shape))
-            self._interpreter.allocate_tensors()
-            self._resized_to = x.shape
-        self._interpreter.set_tensor(self._input_index, x)
+    def _invoke(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        for i, (index, x) in enumerate(zip(self._input_indices, xs, strict=True)):
+            if x.shape != self._resized_to[i]:
+                # Only reached for a dynamic dimension: fixed ones were checked or split into batches.
+                self._interpreter.resize_tensor_input(index, list(x.shape))
+                self._interpreter.allocate_tensors()
+                self._resized_to[i] = x.shape
+        for index, x in zip(self._input_indices, xs, strict=True):
+            self._interpreter.set_tensor(index, x)
         self._interpreter.invoke()
         return [self._interpreter.get_tensor(i) for i in self._output_indices]
 

@@ -14,10 +14,11 @@ from edgekit.input_contract import METADATA_KEY, InputContract
 from .base import (
     Runtime,
     TensorSpec,
-    batches,
+    batch_chunks,
     check_model_file,
     check_threads,
     collect_outputs,
+    declared_layouts,
     file_metadata_or_empty,
     guess_layout,
     one_line,
@@ -98,16 +99,12 @@ class OnnxRuntime(Runtime):
             ) from exc
 
         session_inputs = self._session.get_inputs()
-        if len(session_inputs) != 1:
-            names = ", ".join(i.name for i in session_inputs)
-            raise ModelFileError(
-                f"{self.path} has {len(session_inputs)} inputs ({names}); edgekit runs single-input models"
-            )
         in_dtypes = [_ORT_TYPES.get(i.type, i.type) for i in session_inputs]
         out_dtypes = [_ORT_TYPES.get(o.type, o.type) for o in self._session.get_outputs()]
         qparams = _qdq_params(self.path, in_dtypes, out_dtypes)
         contract = file_metadata_or_empty(self.path)
         self.pixel_input = pixel_normalization(contract)
+        layouts = declared_layouts(contract)
         if contract.get(METADATA_KEY) and session_inputs:
             declared = InputContract.from_metadata(contract[METADATA_KEY])
             if declared.scale is not None:  # e.g. uint8 bytes cast in the model: the contract gives the codes
@@ -122,11 +119,10 @@ class OnnxRuntime(Runtime):
                     f"{self.path} input '{arg.name}' is {dtype} with no DequantizeLinear giving its scale; "
                     "export the model with float inputs (or QDQ int8 inputs)"
                 )
-            self.inputs.append(
-                TensorSpec(arg.name, shape, dtype, guess_layout(shape, "NCHW"), scale, zero_point)
-            )
+            layout = layouts.get(arg.name, guess_layout(shape, "NCHW"))
+            self.inputs.append(TensorSpec(arg.name, shape, dtype, layout, scale, zero_point))
         self.outputs = []
-        channels_last = self.inputs[0].layout == "NHWC"
+        channels_last = bool(self.inputs) and self.inputs[0].layout == "NHWC"
         for arg, dtype in zip(self._session.get_outputs(), out_dtypes, strict=True):
             shape = _shape(arg.shape)
             scale, zero_point = qparams.get(arg.name, (None, None))
@@ -156,22 +152,26 @@ class OnnxRuntime(Runtime):
         """``threads`` and ``optimization``."""
         return {"threads": self.threads, "optimization": self.optimization}
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        spec = self.inputs[0]
-        if self.pixel_input is not None and x.ndim == 4:
-            x = pixels_from_normalized(x, self.pixel_input, spec)
-            results = [self._session.run(None, {spec.name: chunk}) for chunk in batches(x, spec.shape[0])]
-            return collect_outputs(results, self.outputs)
+    def _run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        prepared = [self._prepare(x, spec, first=i == 0)
+                    for i, (x, spec) in enumerate(zip(xs, self.inputs, strict=True))]
+        names = [spec.name for spec in self.inputs]
+        results = [self._session.run(None, dict(zip(names, chunk, strict=True)))
+                   for chunk in batch_chunks(prepared, self.inputs)]
+        return collect_outputs(results, self.outputs)
+
+    def _prepare(self, x: np.ndarray, spec: TensorSpec, first: bool) -> np.ndarray:
+        """One caller input as the session takes it: pixels for a pixel-input image, else in the model's layout
+        and dtype (quantized with the input's scale/zero point when it is integer)."""
+        if first and self.pixel_input is not None and x.ndim == 4:
+            return pixels_from_normalized(x, self.pixel_input, spec)
         x = to_model_layout(x, spec)
         if spec.scale is not None:
             # ONNX QuantizeLinear rounds half to even, which is what np.rint does.
             info = np.iinfo(spec.dtype)
             q = np.rint(x / spec.scale) + spec.zero_point
-            x = np.clip(q, info.min, info.max).astype(spec.dtype)
-        elif spec.dtype != "float32":
-            x = x.astype(spec.dtype)
-        results = [self._session.run(None, {spec.name: chunk}) for chunk in batches(x, spec.shape[0])]
-        return collect_outputs(results, self.outputs)
+            return np.clip(q, info.min, info.max).astype(spec.dtype)
+        return x.astype(spec.dtype) if spec.dtype != "float32" else x
 
     def _close(self) -> None:
         del self._session

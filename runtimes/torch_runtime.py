@@ -20,7 +20,9 @@ class TorchRuntime(Runtime):
     ``threads`` is applied with ``torch.set_num_threads`` for the duration of each ``run`` and the
     previous setting restored afterwards, so opening a runtime does not change the process. The module's
     train/eval flag is likewise restored after each run. ``input_shape`` (NCHW, batch included) is
-    optional; when given, inputs are checked against it and ``inputs`` describes it.
+    optional; when given, inputs are checked against it and ``inputs`` describes it. ``extra_inputs`` (objects
+    with ``name`` and ``shape``, such as a ``ModelHandle``'s): the ``forward`` arguments after the image; ``run``
+    then takes one array per input.
 
     ``float64=True`` runs a float64 deep copy of the module instead (the caller's module is untouched): the
     float32 inputs are widened exactly, tensors the forward creates without a dtype are float64 too, and the
@@ -32,7 +34,7 @@ class TorchRuntime(Runtime):
 
     def __init__(
         self, module: nn.Module, *, threads: int = 1, input_shape: Sequence[int] | None = None,
-        float64: bool = False,
+        float64: bool = False, extra_inputs: Sequence = (),
     ) -> None:
         if not isinstance(module, nn.Module):
             raise EdgekitError(f"TorchRuntime needs a torch.nn.Module, got {type(module).__name__}")
@@ -46,13 +48,15 @@ class TorchRuntime(Runtime):
             self.inputs = [TensorSpec("input", shape, "float32", layout)]
         else:
             self.inputs = [TensorSpec("input", (None, None, None, None), "float32", "NCHW")]
+        for extra in extra_inputs:
+            shape = (None, *(int(d) for d in tuple(extra.shape)[1:]))
+            self.inputs.append(TensorSpec(extra.name, shape, "float32", "NCHW" if len(shape) == 4 else None))
         # Known once the module has run: an eager module does not declare its outputs.
         self.outputs = []
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        spec = self.inputs[0]
-        if any(d is not None for d in spec.shape):
-            x = to_model_layout(x, spec)
+    def _run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [to_model_layout(x, spec) if any(d is not None for d in spec.shape) else x
+              for x, spec in zip(xs, self.inputs, strict=True)]
         previous_threads = torch.get_num_threads()
         previous_dtype = torch.get_default_dtype()
         was_training = self.module.training
@@ -63,7 +67,7 @@ class TorchRuntime(Runtime):
                 torch.set_default_dtype(torch.float64)
             self.module.eval()
             with torch.inference_mode():
-                result = self.module(torch.from_numpy(x).to(dtype))
+                result = self.module(*(torch.from_numpy(x).to(dtype) for x in xs))
         finally:
             torch.set_default_dtype(previous_dtype)
             self.module.train(was_training)

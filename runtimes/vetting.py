@@ -198,7 +198,7 @@ def _first_run(path: str, options: list) -> tuple[str, str]:
         from edgekit.runtimes.base import nchw_input_shape
 
         with open_runtime(path, threads=threads, xnnpack=xnnpack, optimization=optimization, vet=False) as rt:
-            rt.run(np.zeros(nchw_input_shape(rt.inputs[0]), dtype=np.float32))
+            rt.run([np.zeros(nchw_input_shape(spec), dtype=np.float32) for spec in rt.inputs])
         return "ok", ""
     except EdgekitError as exc:
         return "error", " ".join(str(exc).split())

@@ -24,11 +24,12 @@ from edgekit.models import (  # noqa: E402, F401, I001  isort: skip
     segmentation,
     squeezenet,
 )
-from edgekit.models.handle import ModelHandle, parse_input_shape, resolve  # noqa: E402
+from edgekit.models.handle import ExtraInput, ModelHandle, parse_input_shape, parse_tensor_shape, resolve  # noqa: E402
 from edgekit.models.weights import state_dict_sha256  # noqa: E402
 
 __all__ = [
     "SHUFFLE_LOWERINGS",
+    "ExtraInput",
     "ModelHandle",
     "ModelInfo",
     "channel_shuffle",
@@ -36,6 +37,7 @@ __all__ = [
     "list_models",
     "model_names",
     "parse_input_shape",
+    "parse_tensor_shape",
     "register_model",
     "resolve",
     "shuffle_lowering",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import DataError, UnknownModelError, WeightsError
-from edgekit.input_contract import METADATA_KEY, InputContract
+from edgekit.input_contract import METADATA_KEY, InputContract, extra_inputs_from_metadata
 from edgekit.models import registry
 from edgekit.models.user_model import is_factory_spec
 
@@ -36,6 +36,8 @@ class FileReference:
     #: a user factory's normalisation as the file declares it (None for registry models, which carry theirs)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    #: the shapes (as PyTorch takes them) of the inputs after the image: the user's, else the file's
+    extra_input_shapes: tuple[tuple[int, ...], ...] = ()
 
 
 def printable(text: str, limit: int = 120) -> str:
@@ -66,6 +68,19 @@ def metadata_input_shape(meta: dict[str, str], path: str | Path) -> tuple[int, .
     return shape
 
 
+def metadata_extra_shapes(meta: dict[str, str], path: str | Path) -> tuple[tuple[int, ...], ...]:
+    """The shapes, as PyTorch takes them (4-D NCHW), of the inputs after the image a file's metadata declares.
+
+    Raises ``DataError`` for a record that cannot be read (damage, or not edgekit's).
+    """
+    try:
+        extra = extra_inputs_from_metadata(meta)
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{Path(path).name} records unusable further inputs in its metadata; pass --input-shape once "
+                        "per input, the image first") from None
+    return tuple((e.shape[0], e.shape[3], e.shape[1], e.shape[2]) if e.layout == "NHWC" else e.shape for e in extra)
+
+
 def declared_normalization(meta: dict[str, str]) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     """The mean/std a file's input contract declares (numbers only), or ``(None, None)``."""
     try:
@@ -84,22 +99,27 @@ def reference_for_file(
     pretrained: bool = False,
     input_shape: tuple[int, ...] | None = None,
     purpose: str = "check",
+    extra_input_shapes: tuple[tuple[int, ...], ...] | None = None,
 ) -> FileReference:
     """Decide which reference model rebuilds ``path`` from the user's flags and the file's metadata.
 
     The user's ``model`` wins and is used as given. Otherwise the file's ``model`` entry must be a registry
     name. Raises ``DataError`` when neither names a model, ``UnknownModelError`` when the file names a
     Python factory (edgekit never imports code a file names) or an unknown model, and ``WeightsError`` when
-    the file was exported with pretrained or file weights the user did not supply.
+    the file was exported with pretrained or file weights the user did not supply. ``extra_input_shapes``: the
+    user's shapes for the inputs after the image (None: the file's, unless ``input_shape`` was given).
     """
     name = Path(path).name
+    if extra_input_shapes is None:
+        extra_input_shapes = metadata_extra_shapes(meta, path) if input_shape is None else ()
     if input_shape is None:
         input_shape = metadata_input_shape(meta, path)
     if model:
         mean = std = None
         if not registry.is_registered(model):
             mean, std = declared_normalization(meta)
-        return FileReference(model, input_shape, pretrained, from_file=False, mean=mean, std=std)
+        return FileReference(model, input_shape, pretrained, from_file=False, mean=mean, std=std,
+                             extra_input_shapes=extra_input_shapes)
     named = meta.get("model")
     if not named:
         raise DataError(f"{name} carries no edgekit metadata naming its model; pass --model NAME (or "

@@ -12,7 +12,13 @@ from torch import nn
 from edgekit.errors import DataError, UnknownModelError, UserModelError, WeightsError
 from edgekit.limits import check_input_memory
 from edgekit.models import registry
-from edgekit.models.user_model import batchnorm_never_measured, factory_name, is_factory_spec, load_factory
+from edgekit.models.user_model import (
+    batchnorm_never_measured,
+    factory_name,
+    forward_inputs,
+    is_factory_spec,
+    load_factory,
+)
 from edgekit.models.weights import (
     CALIBRATION_IMAGES,
     INIT_SOURCE,
@@ -27,6 +33,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # For one-channel user models: the mean of ImageNet's per-channel values, the usual grayscale convention.
 GRAYSCALE_MEAN = (0.449,)
 GRAYSCALE_STD = (0.226,)
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """A model input after the image: a float32 tensor fed as it is (no pixels, no normalisation).
+
+    ``name`` is the ``forward`` argument it feeds (also its name in exported files); ``shape`` is its full
+    shape as PyTorch takes it, batch first."""
+
+    name: str
+    shape: tuple[int, ...]
 
 
 @dataclass
@@ -52,6 +69,13 @@ class ModelHandle:
     normalization: str = "model"
     #: the registry model's own int8 calibration source (a ``calibration_set`` spec such as ``digits``), if any
     calibration_data: str | None = None
+    #: a user model's inputs after the image, in ``forward``'s order (``--input-shape`` once per input)
+    extra_inputs: tuple[ExtraInput, ...] = ()
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """Every input's shape, the NCHW image first."""
+        return [tuple(self.input_shape), *(e.shape for e in self.extra_inputs)]
 
 
 def _normalization(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -102,6 +126,27 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def parse_tensor_shape(text: str | Sequence[int], batch: int) -> tuple[int, ...]:
+    """A further input's shape (after the image's): 1 to ``MAX_TENSOR_RANK`` positive integers whose first is the
+    batch, the image's ``batch``. Raises ``DataError`` naming the fix."""
+    example = f"pass it batch first, e.g. --input-shape {batch},16"
+    parts = [p for p in re.split(r"[,x\s]+", text.strip().strip("()[]")) if p] if isinstance(text, str) else text
+    try:
+        values = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise DataError(f"input shape {text!r} is not a list of integers; {example}") from None
+    if not 1 <= len(values) <= MAX_TENSOR_RANK or min(values) < 1:
+        raise DataError(f"input shape {text!r} needs 1 to {MAX_TENSOR_RANK} positive dimensions; {example}")
+    if values[0] != batch:
+        raise DataError(f"input shape {text!r} starts with batch {values[0]} but the image's batch is {batch}; every "
+                        f"input's first dimension is the batch: {example}")
+    return values
+
+
+#: the most dimensions a further input may have (TFLite's kernels take up to 6)
+MAX_TENSOR_RANK = 6
+
+
 def resolve(
     spec: str,
     *,
@@ -111,6 +156,7 @@ def resolve(
     progress: Callable[[int, int | None], None] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    extra_input_shapes: Sequence[str | Sequence[int]] = (),
 ) -> ModelHandle:
     """Resolve a registry name, ``path/to/file.py:factory`` or ``package.module:factory`` to a handle.
 
@@ -125,14 +171,24 @@ def resolve(
 
     Raises ``UnknownModelError``, ``UserModelError``, ``WeightsError``, ``DownloadError`` or
     ``DataError`` (bad or missing input shape), each with a one-line message.
+
+    ``extra_input_shapes`` (user factories only): the shapes of ``forward``'s arguments after the image, one
+    per argument in order; each becomes an ``ExtraInput`` named after its argument.
     """
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     if shape is not None:
         check_input_memory(shape)
+    if extra_input_shapes and shape is None:
+        raise DataError("give the image's --input-shape N,C,H,W first, then one per further input")
+    extra_shapes = [parse_tensor_shape(s, shape[0]) for s in extra_input_shapes] if shape is not None else []
+    for extra_shape in extra_shapes:
+        check_input_memory(extra_shape)
     if (mean is None) != (std is None):
         raise DataError("pass --mean and --std together (or --no-normalization)")
 
     if registry.is_registered(spec):
+        if extra_shapes:
+            raise DataError(f"{spec} takes one image input; pass --input-shape once")
         if mean is not None:
             raise DataError(f"{spec} carries its own mean and std; --mean/--std are for your own models")
         meta = registry.model_metadata(spec)
@@ -167,7 +223,9 @@ def resolve(
             mean, std = (GRAYSCALE_MEAN, GRAYSCALE_STD) if shape[1] == 1 else (IMAGENET_MEAN, IMAGENET_STD)
             normalization = "assumed"
         mean, std = _normalization(mean, std, shape[1])
-        module = load_factory(spec)
+        module = load_factory(spec, inputs=1 + len(extra_shapes))
+        names = forward_inputs(module, 1 + len(extra_shapes))[1:]
+        extra = tuple(ExtraInput(n, s) for n, s in zip(names, extra_shapes, strict=True))
         source = "factory"
         if weights is not None:
             state = load_state_dict_file(weights)
@@ -176,7 +234,8 @@ def resolve(
         elif batchnorm_never_measured(module):
             # Untrained BatchNorms are identities in eval mode and let activations drift to ~1e3, which no
             # parity check can judge; registry models get the same seeded, BN-calibrated init.
-            deterministic_init(module, shape, mean, std, calibration_images=_calibration_images(shape))
+            deterministic_init(module, shape, mean, std, calibration_images=_calibration_images(shape),
+                               extra_input_shapes=extra_shapes)
             source = INIT_SOURCE
         module.eval()
         return ModelHandle(
@@ -189,6 +248,7 @@ def resolve(
             std=std,
             family="user",
             normalization=normalization,
+            extra_inputs=extra,
         )
 
     if spec.endswith(".py") or os.path.sep in spec:

@@ -115,13 +115,15 @@ def import_factory(spec: str) -> Callable[[], object]:
     return factory
 
 
-def load_factory(spec: str, seed: int = 0) -> nn.Module:
+def load_factory(spec: str, seed: int = 0, inputs: int = 1) -> nn.Module:
     """Import the factory named by ``spec``, call it with no arguments, and return the model it builds.
 
     The call runs with the torch RNG seeded with ``seed`` inside a fork of the RNG state, so a factory
     that relies on PyTorch's default random init builds the same weights every run, and the caller's RNG
-    state is untouched. Raises ``UserModelError`` naming the spec and the cause when the import fails,
-    the attribute is missing, the factory raises, or it returns something other than an ``nn.Module``.
+    state is untouched. ``inputs`` is how many tensors the caller will pass ``forward`` (one
+    ``--input-shape`` each). Raises ``UserModelError`` naming the spec and the cause when the import fails,
+    the attribute is missing, the factory raises, it returns something other than an ``nn.Module``, or its
+    ``forward`` needs more inputs than ``inputs`` or cannot take that many.
     """
     factory = import_factory(spec)
     target, attr = split_spec(spec)
@@ -146,13 +148,43 @@ def load_factory(spec: str, seed: int = 0) -> nn.Module:
             "make the factory return the model"
         )
     needed = required_inputs(model)
-    if len(needed) > 1:
+    if len(needed) > inputs:
         raise UserModelError(
-            f"{spec}: the model's forward takes {len(needed)} inputs ({', '.join(needed)}), and edgekit exports "
-            "models with one image input; wrap it in a module whose forward(x) takes one NCHW tensor (e.g. the "
-            "inputs stacked as channels, split inside)"
+            f"{spec}: the model's forward takes {len(needed)} inputs ({', '.join(needed)}) but {inputs} input "
+            f"shape{'s were' if inputs > 1 else ' was'} given; pass --input-shape once per input, in forward's order, "
+            "the NCHW image first (e.g. --input-shape 1,3,224,224 --input-shape 1,16)"
+        )
+    accepted = _positional_inputs(model)
+    if accepted is not None and inputs > len(accepted):
+        raise UserModelError(
+            f"{spec}: {inputs} input shapes were given but the model's forward takes {len(accepted)} "
+            f"({', '.join(accepted)}); pass --input-shape once per input"
         )
     return model
+
+
+def _positional_inputs(module: nn.Module) -> list[str] | None:
+    """The names of every positional argument of ``module.forward`` (None when it takes ``*args`` or its
+    signature cannot be read: any count may fit)."""
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in positional]
+
+
+def forward_inputs(module: nn.Module, count: int) -> list[str]:
+    """Names for ``count`` inputs of ``module``: ``"input"`` for the image, then ``forward``'s own argument
+    names (``input_<i>`` where it has none, or a name is taken)."""
+    names = ["input"]
+    declared = _positional_inputs(module) or []
+    for i in range(1, count):
+        name = declared[i] if i < len(declared) else f"input_{i}"
+        names.append(name if name not in names and name != "logits" else f"input_{i}")
+    return names
 
 
 def required_inputs(module: nn.Module) -> list[str]:

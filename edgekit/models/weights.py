@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from edgekit.data import bundled_images, preprocess
+from edgekit.data.extra_inputs import INIT_SEED as EXTRA_INIT_SEED
+from edgekit.data.extra_inputs import extra_input_values
 from edgekit.errors import DownloadError, WeightsError
 from edgekit.fileio import sha256_file
 
@@ -279,6 +281,7 @@ def deterministic_init(
     std: Sequence[float],
     seed: int = INIT_SEED,
     calibration_images: int = CALIBRATION_IMAGES,
+    extra_input_shapes: Sequence[Sequence[int]] = (),
 ) -> nn.Module:
     """Give ``model`` reproducible, realistic weights without training; returns it in eval mode.
 
@@ -289,6 +292,9 @@ def deterministic_init(
        activations (affine weight 1, bias 0) on natural images.
     3. The last ``nn.Linear`` is scaled so logits have a standard deviation of ``TARGET_LOGIT_STD`` across
        classes on the calibration images (bias zero): neither flat nor exploding.
+
+    A model with inputs after the image (``extra_input_shapes``, batch first) gets seeded standard-normal
+    values for them (``edgekit.data.extra_inputs``) beside each photo.
 
     The calibration pass runs in float64 (on one thread) so the calibrated values, and hence
     ``state_dict_sha256``, do not depend on thread count or CPU kernel choice: a model rebuilt on another
@@ -301,6 +307,8 @@ def deterministic_init(
     photos = bundled_images(calibration_images, size=(height, width), seed=seed)
     images = preprocess(photos, mean, std, channels)
     x = torch.from_numpy(images).double()
+    extra = [torch.from_numpy(v).double()
+             for v in extra_input_values(extra_input_shapes, len(images), seed=EXTRA_INIT_SEED)]
 
     batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in batchnorms]
@@ -324,7 +332,7 @@ def deterministic_init(
         # other processes compete for the cores; one thread is about as fast when idle and steady when not.
         torch.set_num_threads(1)
         with torch.no_grad():
-            model(x)
+            model(x, *extra)
     finally:
         torch.set_num_threads(threads)
         for bn, momentum in zip(batchnorms, momenta, strict=True):

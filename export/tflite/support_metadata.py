@@ -12,6 +12,7 @@ Deterministic: the same model and ``AppMetadata`` give the same bytes (fixed zip
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zipfile
@@ -79,11 +80,17 @@ def _check_paired(name_a: str, a: list[float] | None, name_b: str, b: list[float
 
 
 @dataclass
-class OutputInfo:
-    """One output tensor; ``labels`` (one per class, in output order) are packed as a labels file."""
+class FeatureInfo:
+    """A tensor that is not an image: a model input after the image (a feature vector, a mask)."""
 
     name: str
     description: str
+
+
+@dataclass
+class OutputInfo(FeatureInfo):
+    """One output tensor; ``labels`` (one per class, in output order) are packed as a labels file."""
+
     labels: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -104,6 +111,8 @@ class AppMetadata:
     license: str | None
     input: InputInfo
     outputs: list[OutputInfo]
+    #: the inputs after the image, in the model's input order
+    extra_inputs: list[FeatureInfo] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -173,10 +182,10 @@ def metadata_tree(meta: AppMetadata) -> dict:
                                    "options": {"mean": list(inp.mean), "std": list(inp.std)}}]
     if inp.min is not None:
         image["stats"] = {"max": list(inp.max), "min": list(inp.min)}
+    extra = [_feature(e) for e in meta.extra_inputs]
     outputs = []
     for i, out in enumerate(meta.outputs):
-        tensor = {"name": out.name, "description": out.description, "content": {
-            "content_properties_type": "FeatureProperties", "content_properties": {}}}
+        tensor = _feature(out)
         if out.labels is not None:
             tensor["associated_files"] = [{"name": labels_file_name(i), "description": LABELS_DESCRIPTION,
                                            "type": "TENSOR_AXIS_LABELS"}]
@@ -185,9 +194,14 @@ def metadata_tree(meta: AppMetadata) -> dict:
             "author": meta.author, "license": meta.license}
     return {
         **{key: value for key, value in card.items() if value is not None},
-        "subgraph_metadata": [{"input_tensor_metadata": [image], "output_tensor_metadata": outputs}],
+        "subgraph_metadata": [{"input_tensor_metadata": [image, *extra], "output_tensor_metadata": outputs}],
         "min_parser_version": MIN_PARSER_VERSION,
     }
+
+
+def _feature(info: FeatureInfo) -> dict:
+    return {"name": info.name, "description": info.description, "content": {
+        "content_properties_type": "FeatureProperties", "content_properties": {}}}
 
 
 def build_model_metadata(meta: AppMetadata) -> bytes:
@@ -318,8 +332,10 @@ def _check_fits(schema, model, meta: AppMetadata) -> None:
         raise ExportError(f"TFLite metadata describes one subgraph; this model has {len(model.subgraphs or [])}")
     graph = model.subgraphs[0]
     outputs = [graph.tensors[i] for i in graph.outputs]
-    if len(graph.inputs) != 1:
-        raise ExportError(f"app metadata describes one image input; this model has {len(graph.inputs)} inputs")
+    if len(graph.inputs) != 1 + len(meta.extra_inputs):
+        raise ExportError(f"the model has {len(graph.inputs)} inputs but the app metadata describes "
+                          f"{1 + len(meta.extra_inputs)}; give the image's InputInfo and one FeatureInfo per "
+                          "further input")
     if len(meta.outputs) != len(outputs):
         raise ExportError(f"the model has {len(outputs)} outputs but the app metadata describes "
                           f"{len(meta.outputs)}; give one OutputInfo per output")

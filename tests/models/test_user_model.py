@@ -168,11 +168,21 @@ def test_malformed_spec_raises():
     assert factory_name("a/b/nets.py:make_net") == "make_net"
 
 
-def test_a_model_that_needs_several_inputs_is_refused_by_name(model_file):
+def test_a_model_that_needs_more_inputs_than_shapes_given_is_refused_by_name(model_file):
     with pytest.raises(UserModelError) as exc_info:
         load_factory(f"{model_file}:two_inputs")
     message = _message(exc_info)
-    assert "forward takes 2 inputs (image, depth)" in message and "one NCHW tensor" in message
+    assert "forward takes 2 inputs (image, depth) but 1 input shape was given" in message
+    assert "pass --input-shape once per input, in forward's order, the NCHW image first" in message
+    assert isinstance(load_factory(f"{model_file}:two_inputs", inputs=2), torch.nn.Module)
+
+
+def test_more_shapes_than_forward_takes_are_refused(model_file):
+    # an optional argument may be fed (x, mask), a third shape has nowhere to go; *args takes any count
+    assert isinstance(load_factory(f"{model_file}:one_input_one_optional", inputs=2), torch.nn.Module)
+    with pytest.raises(UserModelError, match=r"3 input shapes were given but the model's forward takes 2 \(x, mask\)"):
+        load_factory(f"{model_file}:one_input_one_optional", inputs=3)
+    assert isinstance(load_factory(f"{model_file}:two_inputs", inputs=5), torch.nn.Module)
 
 
 def test_optional_forward_arguments_do_not_count_as_inputs(model_file):

@@ -156,16 +156,22 @@ def test_integer_input_without_scale_is_rejected(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_multi_input_model_is_rejected(tmp_path):
+def test_a_model_with_two_inputs_takes_one_array_per_input(tmp_path):
     graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["c"])],
+        [helper.make_node("Sub", ["a", "b"], ["c"])],
         "two",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("a", "b")],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4])],
     )
     path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "two.onnx")
-    with pytest.raises(ModelFileError, match="2 inputs"):
-        OnnxRuntime(path)
+    a, b = np.arange(8, dtype=np.float32).reshape(2, 4), np.ones((2, 4), np.float32)
+    with OnnxRuntime(path) as rt:
+        assert [spec.name for spec in rt.inputs] == ["a", "b"]
+        np.testing.assert_array_equal(rt.run([a, b])[0], a - b)  # two runs of the fixed batch 1, in order
+        with pytest.raises(DataError, match="got 1 input arrays but the model takes 2 .a, b.; pass one array"):
+            rt.run(a)
+        with pytest.raises(DataError, match="batches do not match"):
+            rt.run([a, b[:1]])
 
 
 def test_qdq_model_with_float_io_reports_int8(tmp_path):
