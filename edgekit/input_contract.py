@@ -125,6 +125,9 @@ class ExtraInputInfo:
     shape: tuple[int, ...]
     layout: str | None
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "layout": self.layout}
+
     def describe(self) -> str:
         dims = "x".join(str(d) for d in self.shape)
         return f"'{self.name}' float32 {self.layout + ' ' if self.layout else ''}{dims}"
@@ -132,7 +135,7 @@ class ExtraInputInfo:
 
 def extra_inputs_to_metadata(extra: Sequence[ExtraInputInfo]) -> str:
     """JSON for the file's ``EXTRA_INPUTS_KEY`` (deterministic)."""
-    return json.dumps([{"name": e.name, "shape": list(e.shape), "layout": e.layout} for e in extra], sort_keys=True)
+    return json.dumps([e.to_dict() for e in extra], sort_keys=True)
 
 
 def extra_inputs_from_metadata(fields: dict[str, str]) -> list[ExtraInputInfo]:

@@ -11,7 +11,7 @@ import io
 import json
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def export_onnx(
             passes=[PassRecord(name=r.name, changed=r.changed, details=list(r.details)) for r in pass_results],
             io=contract.dtype, input_contract=json.loads(contract.to_metadata()),
             usage=usage_line(contract, onnx_output_facts(onnx_model), extra),
-            extra_inputs=[asdict(e) for e in extra],
+            extra_inputs=[e.to_dict() for e in extra],
             **measured,
         )
 

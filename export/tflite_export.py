@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +241,7 @@ def export_tflite(
             io=in_dtype,
             input_contract=json.loads(contract.to_metadata()),
             usage=usage,
-            extra_inputs=[asdict(e) for e in extra],
+            extra_inputs=[e.to_dict() for e in extra],
             input_quantization=in_q,
             output_quantization=out_q,
             calibration=calibration,

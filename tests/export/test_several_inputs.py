@@ -1,0 +1,164 @@
+"""Models whose forward takes several inputs, through the product path: export (both formats, fp32), the files'
+declarations, the runtimes, ``edgekit check`` from the file, benchmarking, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.android_bench.bench import run_benchmark
+from edgekit.android_bench.host import RUNNER, HostTarget
+from edgekit.check import check_exported_file
+from edgekit.cli import main
+from edgekit.errors import DataError, ExportError
+from edgekit.export.request import ExportRequest, Int8Recipe, export
+from edgekit.export.tflite.support_metadata import read_support_metadata
+from edgekit.file_metadata import read_metadata
+from edgekit.models import resolve
+from edgekit.runtimes import open_runtime
+from edgekit.runtimes.base import guess_layout
+
+NETS = """
+import torch
+from torch import nn
+
+
+class ImageFeaturesMask(nn.Module):
+    def __init__(self, sign=1.0):
+        super().__init__()
+        self.sign = sign
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.film = nn.Linear(7, 8)
+        self.mask_conv = nn.Conv2d(2, 8, 1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, image, features, mask):
+        x = self.conv(image) * torch.sigmoid(self.film(features))[:, :, None, None]
+        x = x + self.mask_conv(self.sign * mask)
+        return self.head(x.mean((2, 3))), x
+
+
+def make():
+    return ImageFeaturesMask()
+
+
+def make_negated_mask():  # the same weights, the mask negated: only the mask's values tell the two apart
+    return ImageFeaturesMask(sign=-1.0)
+"""
+# The mask is 2x4x4: NHWC 1x4x4x2 in TFLite, which a guess from the shape takes for NCHW (4 looks like channels).
+SHAPES = dict(input_shape=(1, 3, 16, 16), extra_input_shapes=((1, 7), (1, 2, 4, 4)))
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    path = tmp_path_factory.mktemp("several_inputs") / "nets.py"
+    path.write_text(NETS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(nets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("several_inputs_out")
+    return {fmt: export(ExportRequest(f"{nets}:make", format=fmt, output_dir=out, **SHAPES))
+            for fmt in ("onnx", "tflite")}
+
+
+@pytest.mark.parametrize("fmt,mask_shape,mask_layout",
+                         [("onnx", [1, 2, 4, 4], "NCHW"), ("tflite", [1, 4, 4, 2], "NHWC")])
+def test_both_formats_pass_parity_and_declare_every_input(exported, fmt, mask_shape, mask_layout):
+    result = exported[fmt]
+    assert result.parity.passed and len(result.parity.outputs) == 2
+    assert "seeded N(0, 1) values for features, mask" in result.parity.data
+    assert result.extra_inputs == [{"name": "features", "shape": [1, 7], "layout": None},
+                                   {"name": "mask", "shape": mask_shape, "layout": mask_layout}]
+    assert f"and 'features' float32 1x7 as it is, and 'mask' float32 {mask_layout} " in result.usage
+    declared = json.loads(read_metadata(result.path)["extra_inputs"])
+    assert declared == [{"layout": e["layout"], "name": e["name"], "shape": e["shape"]} for e in result.extra_inputs]
+    if fmt == "tflite":
+        assert result.layout_transposes == 0 and result.xnnpack_partitions == 1
+
+
+def test_runtimes_feed_each_input_in_its_declared_layout(exported, nets):
+    handle = resolve(f"{nets}:make", **SHAPES)
+    rng = np.random.default_rng(3)
+    # the files take bytes: images of whole bytes, normalised, reach them exactly
+    pixels = rng.integers(0, 256, (2, 3, 16, 16)) / 255.0
+    image = ((pixels - np.reshape(handle.mean, (1, 3, 1, 1))) / np.reshape(handle.std, (1, 3, 1, 1)))
+    xs = [image.astype(np.float32), *(rng.standard_normal((2, *s[1:])).astype(np.float32)
+                                      for s in handle.input_shapes[1:])]
+    with open_runtime(handle) as torch_rt:
+        expected = torch_rt.run(xs)
+    for fmt in ("onnx", "tflite"):
+        with open_runtime(exported[fmt].path) as rt:
+            assert [spec.name for spec in rt.inputs][1:] == ["features", "mask"]
+            got = rt.run(xs)  # a batch of 2 runs as two of the file's batch of 1, every input split alike
+        for want, have in zip(expected, got, strict=True):
+            np.testing.assert_allclose(have, want, atol=2e-4, rtol=1e-4)
+    with open_runtime(exported["tflite"].path) as rt:
+        mask = rt.inputs[2]
+        assert mask.layout == "NHWC" and guess_layout(mask.shape, "NHWC") == "NCHW"  # declared, not guessed
+
+
+def test_tflite_standard_metadata_lists_every_input(exported):
+    content = open(exported["tflite"].path, "rb").read()
+    inputs = read_support_metadata(content)["subgraph_metadata"][0]["input_tensor_metadata"]
+    assert [t["content"]["content_properties_type"] for t in inputs] == [
+        "ImageProperties", "FeatureProperties", "FeatureProperties"]
+    assert [t["name"] for t in inputs[1:]] == ["features", "mask"]
+    assert inputs[2]["description"] == "'mask' float32 NHWC 1x4x4x2, fed as it is"
+
+
+def test_check_rebuilds_the_further_inputs_from_the_file(exported, nets):
+    for fmt in ("onnx", "tflite"):
+        report = check_exported_file(exported[fmt].path, model=f"{nets}:make")
+        assert report.passed and "features, mask" in report.data
+
+
+def test_check_fails_a_reference_that_uses_a_further_input_differently(exported, nets, tmp_path):
+    # the exported weights, the mask negated: the check must feed the mask to both sides to see it
+    import torch
+
+    torch.save(resolve(f"{nets}:make", **SHAPES).module.state_dict(), tmp_path / "make.pth")
+    report = check_exported_file(exported["tflite"].path, model=f"{nets}:make_negated_mask",
+                                 weights=str(tmp_path / "make.pth"))
+    assert not report.passed and any(f.startswith("output_1") for f in report.failures)
+
+
+def test_device_runner_and_host_bench_feed_every_input(exported):
+    done = subprocess.run([sys.executable, str(RUNNER), exported["tflite"].path, "--runs", "2", "--warmup", "0"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-300:] + done.stderr[-300:]
+    run = run_benchmark(exported["onnx"].path, HostTarget(), runs=3, min_secs=0.0, warmup=0).runs[0]
+    assert run.status == "ok" and run.latency.count >= 3
+
+
+def test_int8_is_refused_before_any_work(nets, tmp_path):
+    with pytest.raises(ExportError, match=r"int8 export takes models with one image input, and this one has 3 "
+                                          r"inputs .*; export it fp32 \(drop --int8\)"):
+        ExportRequest(f"{nets}:make", format="tflite", int8=Int8Recipe(), output_dir=tmp_path, **SHAPES)
+
+
+def test_shapes_that_cannot_be_are_refused_in_one_line(nets, tmp_path):
+    runner = CliRunner()
+    base = ["export", "--model", f"{nets}:make", "--output", str(tmp_path), "--input-shape", "1,3,16,16"]
+    cases = [
+        (["--input-shape", "2,7"], "starts with batch 2 but the image's batch is 1"),
+        (["--input-shape", "1,7"], "forward takes 3 inputs (image, features, mask) but 2 input shapes were given"),
+        (["--input-shape", "1,7", "--input-shape", "1,2,4,4", "--input-shape", "1,1"],
+         "4 input shapes were given but the model's forward takes 3 (image, features, mask)"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(main, base + extra)
+        assert result.exit_code != 0 and message in " ".join(result.output.split()), result.output
+    assert not any(tmp_path.iterdir())  # nothing half-written
+    result = runner.invoke(main, ["eval", f"{nets}:make", "--input-shape", "1,3,16,16",
+                                  "--input-shape", "1,7"])
+    assert result.exit_code == 2 and "edgekit eval takes models with one image input" in result.output
+    with pytest.raises(DataError, match="shufflenet_v2_x0_5 takes one image input; pass --input-shape once"):
+        resolve("shufflenet_v2_x0_5", input_shape=(1, 3, 64, 64), extra_input_shapes=((1, 7),))
