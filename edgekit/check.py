@@ -274,9 +274,9 @@ def check_parity(
     _check_declared_shape(exported, reference)
     inputs = load_inputs(data, samples, reference.input_shape, reference.mean, reference.std)
     extra = getattr(reference, "extra_inputs", ())
-    described = inputs.description + describe_extra_inputs([e.name for e in extra])
+    described = inputs.description + describe_extra_inputs(reference)
     say(f"comparing on {inputs.array.shape[0]} inputs from {described}")
-    batch = model_inputs(inputs.array, extra)
+    batch = model_inputs(inputs.array, reference)
     with open_runtime(exported, threads=threads) as runtime:
         precision = precision or detect_precision(runtime)
         model_batch = reference.input_shape[0]
@@ -441,14 +441,14 @@ def judge_kernels(kernels: list[OutputParity], simulated: list[OutputParity], ex
     return failures
 
 
-def model_inputs(images: np.ndarray, extra) -> np.ndarray | list[np.ndarray]:
+def model_inputs(images: np.ndarray, handle) -> np.ndarray | list[np.ndarray]:
     """What a runtime is fed for ``images``: the images alone, or for a model with inputs after the image
-    (``extra``: ``ExtraInput``s) a list with seeded values for each (``data.extra_inputs``), one row per image."""
-    if not extra:
+    (``handle.extra_inputs``) a list with values for each (``data.extra_inputs``), one row per image."""
+    if not getattr(handle, "extra_inputs", ()):
         return images
-    from edgekit.data.extra_inputs import extra_input_values
+    from edgekit.data.extra_inputs import extra_inputs_for
 
-    return [images, *extra_input_values([e.shape for e in extra], images.shape[0])]
+    return [images, *extra_inputs_for(handle, images.shape[0])]
 
 
 def _run_in_batches(run, batch: np.ndarray | list[np.ndarray], model_batch: int,
@@ -492,12 +492,14 @@ def check_exported_file(
     threads: int = 1,
     progress: Progress | None = None,
     extra_input_shapes: tuple[tuple[int, ...], ...] | None = None,
+    extra_data: str | Path | None = None,
 ) -> ParityReport:
     """``edgekit check``: rebuild the reference named in the file's edgekit metadata (or given) and compare.
 
     ``extra_input_shapes``: the inputs after the image (None: as the file declares them, unless ``input_shape``
-    is given). Raises WeightsError when the rebuilt reference's weights differ from those the file was exported
-    with (so a parity failure is never blamed on the exporter when the reference is simply different).
+    is given); ``extra_data``: an ``.npz`` of their values (else seeded N(0, 1)). Raises WeightsError when the
+    rebuilt reference's weights differ from those the file was exported with (so a parity failure is never blamed
+    on the exporter when the reference is simply different).
     """
     from edgekit.models import resolve
     from edgekit.models.file_reference import reference_for_file
@@ -506,7 +508,7 @@ def check_exported_file(
     ref = reference_for_file(exported, meta, model=model, weights=weights, pretrained=pretrained,
                              input_shape=input_shape, extra_input_shapes=extra_input_shapes)
     handle = resolve(ref.spec, weights=weights, pretrained=ref.pretrained, input_shape=ref.input_shape,
-                     mean=ref.mean, std=ref.std, extra_input_shapes=ref.extra_input_shapes)
+                     mean=ref.mean, std=ref.std, extra_input_shapes=ref.extra_input_shapes, extra_data=extra_data)
     recorded = meta.get("weights_sha256")
     if recorded and ref.from_file and recorded != handle.weights_sha256:
         raise WeightsError(

@@ -102,6 +102,11 @@ shape_option = click.option(
          "per input, in order, the NCHW image first: --input-shape 1,3,64,64 --input-shape 1,16 (the others are "
          "float32 fed as they are, batch first; fp32 only).",
 )
+extra_inputs_option = click.option(
+    "--extra-inputs", "extra_data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+    help="Values for a model's inputs after the image: one float array per input, named after its forward argument, "
+         "rows first (row i goes with image i; read without pickles). Default: seeded N(0, 1) values.",
+)
 data_option = click.option(
     "--data", type=click.Path(), default=None, metavar="DIR",
     help="Folder of JPEG/PNG images for the parity check (default: bundled natural images).",
@@ -151,6 +156,7 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 @weights_option
 @pretrained_option
 @shape_option
+@extra_inputs_option
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), default="edgekit-out",
               show_default=True, help="Directory for the model file and its report.")
 @click.option("--shuffle", "shuffle_lowering", default=None, metavar="LOWERING",
@@ -165,7 +171,7 @@ samples_option = click.option("--samples", type=click.IntRange(min=1), default=8
 def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_rounding, no_bias_correction,
                    no_float_first_layers,
                    input_kind, mean, std, labels_file, no_normalization, target_cpu, calib, io, weights,
-                   pretrained, input_shapes, output_dir, shuffle_lowering, opset, no_check, data, samples,
+                   pretrained, input_shapes, extra_data, output_dir, shuffle_lowering, opset, no_check, data, samples,
                    as_json) -> None:
     """Export a model (default shufflenet_v2_x1_0) to ONNX or TFLite and prove parity with PyTorch."""
     from edgekit.data.inputs import check_data_source
@@ -185,7 +191,8 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
     request = ExportRequest(
         model=model or "shufflenet_v2_x1_0", format=fmt, int8=recipe if int8 else None, input_kind=input_kind,
         weights=weights, pretrained=pretrained, input_shape=input_shapes[0] if input_shapes else None,
-        extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else (), mean=mean, std=std,
+        extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else (), extra_data=extra_data,
+        mean=mean, std=std,
         labels=_labels(labels_file, fmt), output_dir=output_dir,
         shuffle_lowering=shuffle_lowering, opset=opset, check=not no_check, data=data, samples=samples,
     )
@@ -203,6 +210,7 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
 @weights_option
 @pretrained_option
 @shape_option
+@extra_inputs_option
 @data_option
 @samples_option
 @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=1, show_default=True)
@@ -214,8 +222,8 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
               help="With --per-layer: the calibration folder an equalized file was exported with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 @_one_line_errors
-def check_command(exported, model, weights, pretrained, input_shapes, data, samples, threads, per_layer, html_path,
-                  calib, as_json) -> None:
+def check_command(exported, model, weights, pretrained, input_shapes, extra_data, data, samples, threads, per_layer,
+                  html_path, calib, as_json) -> None:
     """Prove an exported .onnx/.tflite computes what the PyTorch model computes (exit 1 if not)."""
     if (html_path or calib) and not per_layer:
         raise click.UsageError("--html and --calib apply to --per-layer")
@@ -256,7 +264,7 @@ def check_command(exported, model, weights, pretrained, input_shapes, data, samp
         report = check_exported_file(
             exported, model=model, weights=weights, pretrained=pretrained,
             input_shape=input_shapes[0] if input_shapes else None,
-            extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else None, data=data,
+            extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else None, extra_data=extra_data, data=data,
             samples=samples, threads=threads, progress=_progress,
         )
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)

@@ -52,6 +52,7 @@ def export_onnx(
     samples: int = 8,
     progress: Progress | None = None,
     extra_input_shapes: tuple[tuple[int, ...], ...] = (),
+    extra_data: str | Path | None = None,
 ) -> ExportResult:
     """Export a registry model or user factory to ``output_dir/<name>.onnx``, ``<name>.json`` (the export
     report) and ``<name>.html`` (the same report for people). ``input_kind`` (``input_contract.INPUT_KINDS``):
@@ -73,7 +74,7 @@ def export_onnx(
     say = progress or quiet
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
-                              mean=mean, std=std, extra_input_shapes=extra_input_shapes)
+                              mean=mean, std=std, extra_input_shapes=extra_input_shapes, extra_data=extra_data)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     onnx_model = normalize_in_model(onnx_model, handle.mean, handle.std, input_kind)
@@ -126,7 +127,7 @@ class PreparedExport:
 
 def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output_dir, opset: int,
                    shuffle_lowering: str, say: Progress, mean=None, std=None,
-                   extra_input_shapes=()) -> PreparedExport:
+                   extra_input_shapes=(), extra_data=None) -> PreparedExport:
     """Check the output directory, build the model, export it to ONNX, simplify, lower its shuffles.
 
     The output directory is checked first so a bad ``--output`` fails before any expensive work.
@@ -137,7 +138,7 @@ def prepare_export(model: str, *, weights, pretrained: bool, input_shape, output
     out_dir = ensure_writable_dir(output_dir)
     say(f"building {model}")
     handle = resolve(model, weights=weights, pretrained=pretrained, input_shape=input_shape, mean=mean, std=std,
-                     extra_input_shapes=extra_input_shapes)
+                     extra_input_shapes=extra_input_shapes, extra_data=extra_data)
     if handle.normalization == "assumed":
         say(f"note: assuming {handle.name} normalises its input with ImageNet's mean {handle.mean} and std "
             f"{handle.std}; pass --mean/--std, or --no-normalization, if it does not")

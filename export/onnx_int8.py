@@ -371,6 +371,7 @@ def export_onnx_int8(
     samples: int = 8,
     progress: Progress | None = None,
     extra_input_shapes: tuple[tuple[int, ...], ...] = (),
+    extra_data: str | Path | None = None,
 ) -> ExportResult:
     """Export to ``output_dir/<name>_int8.onnx`` (QDQ int8) with its report ``<name>_int8.json``/``.html``.
 
@@ -407,7 +408,7 @@ def export_onnx_int8(
     say = progress or quiet
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=opset, shuffle_lowering=shuffle_lowering, say=say,
-                              mean=mean, std=std)
+                              mean=mean, std=std, extra_input_shapes=extra_input_shapes, extra_data=extra_data)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     images, calibration = calibration_inputs(calib, handle)

@@ -50,7 +50,8 @@ class Int8Recipe:
 class ExportRequest:
     """One file to export: ``model`` (registry name or ``file.py:factory``) as ``format`` (``onnx`` or
     ``tflite``), int8 when ``int8`` holds a recipe. ``input_kind`` is the file's input contract (``bytes``,
-    ``pixels``, ``normalized``); ``extra_input_shapes`` a user factory's inputs after the image (fp32 only);
+    ``pixels``, ``normalized``); ``extra_input_shapes`` a user factory's inputs after the image and ``extra_data``
+    an ``.npz`` of their values (for the parity check; int8 needs it to calibrate them);
     ``mean``/``std`` a user factory's normalisation; ``labels`` (TFLite) the class
     names packed into the standard metadata. ``shuffle_lowering``/``opset`` None take the format's default
     (``opset`` is ONNX only). ``check`` proves parity on ``samples`` images from ``data`` before the file
@@ -65,6 +66,7 @@ class ExportRequest:
     pretrained: bool = False
     input_shape: tuple[int, ...] | None = None
     extra_input_shapes: tuple[tuple[int, ...], ...] = ()
+    extra_data: str | Path | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     labels: list[str] | None = field(default=None, hash=False)
@@ -115,7 +117,7 @@ def export(request: ExportRequest, progress=None):
     Raises the exporters' ``EdgekitError`` subclasses; nothing is written on failure.
     """
     common = dict(weights=request.weights, pretrained=request.pretrained, input_shape=request.input_shape,
-                  extra_input_shapes=request.extra_input_shapes,
+                  extra_input_shapes=request.extra_input_shapes, extra_data=request.extra_data,
                   output_dir=request.output_dir, check=request.check, data=request.data, samples=request.samples,
                   progress=progress, input_kind=request.input_kind, mean=request.mean, std=request.std)
     recipe = request.int8

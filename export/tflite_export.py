@@ -76,6 +76,7 @@ def export_tflite(
     samples: int = 8,
     progress: Progress | None = None,
     extra_input_shapes: tuple[tuple[int, ...], ...] = (),
+    extra_data: str | Path | None = None,
 ) -> ExportResult:
     """Export to ``output_dir/<name>[_int8].tflite`` plus ``<name>[_int8].tflite.json`` and ``.html``.
 
@@ -126,7 +127,7 @@ def export_tflite(
     # The ONNX graph only needs canonical shuffles here: the TFLite lowering picks their final form.
     prepared = prepare_export(model, weights=weights, pretrained=pretrained, input_shape=input_shape,
                               output_dir=output_dir, opset=DEFAULT_OPSET, shuffle_lowering="reshape", say=say,
-                              mean=mean, std=std, extra_input_shapes=extra_input_shapes)
+                              mean=mean, std=std, extra_input_shapes=extra_input_shapes, extra_data=extra_data)
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, matches = prepared.onnx_model, prepared.matches
     notes: list[str] = []

@@ -6,9 +6,11 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
+from edgekit.data.extra_inputs import load_extra_values
 from edgekit.errors import DataError, UnknownModelError, UserModelError, WeightsError
 from edgekit.limits import check_input_memory
 from edgekit.models import registry
@@ -71,6 +73,9 @@ class ModelHandle:
     calibration_data: str | None = None
     #: a user model's inputs after the image, in ``forward``'s order (``--input-shape`` once per input)
     extra_inputs: tuple[ExtraInput, ...] = ()
+    #: the user's values for them (``--extra-inputs FILE.npz``, one array per input, rows first) and that file
+    extra_values: tuple[Any, ...] | None = None
+    extra_source: str | None = None
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
@@ -157,6 +162,7 @@ def resolve(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     extra_input_shapes: Sequence[str | Sequence[int]] = (),
+    extra_data: str | os.PathLike[str] | None = None,
 ) -> ModelHandle:
     """Resolve a registry name, ``path/to/file.py:factory`` or ``package.module:factory`` to a handle.
 
@@ -173,7 +179,8 @@ def resolve(
     ``DataError`` (bad or missing input shape), each with a one-line message.
 
     ``extra_input_shapes`` (user factories only): the shapes of ``forward``'s arguments after the image, one
-    per argument in order; each becomes an ``ExtraInput`` named after its argument.
+    per argument in order; each becomes an ``ExtraInput`` named after its argument. ``extra_data``: an ``.npz``
+    of values for them (``data.extra_inputs.load_extra_values``), read and checked here, before any work.
     """
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     if shape is not None:
@@ -186,6 +193,9 @@ def resolve(
     if (mean is None) != (std is None):
         raise DataError("pass --mean and --std together (or --no-normalization)")
 
+    if extra_data is not None and not extra_shapes:
+        raise DataError("--extra-inputs gives values for a model's inputs after the image; pass their --input-shape "
+                        "too, or drop --extra-inputs")
     if registry.is_registered(spec):
         if extra_shapes:
             raise DataError(f"{spec} takes one image input; pass --input-shape once")
@@ -226,6 +236,7 @@ def resolve(
         module = load_factory(spec, inputs=1 + len(extra_shapes))
         names = forward_inputs(module, 1 + len(extra_shapes))[1:]
         extra = tuple(ExtraInput(n, s) for n, s in zip(names, extra_shapes, strict=True))
+        extra_values = load_extra_values(extra_data, extra) if extra_data is not None else None
         source = "factory"
         if weights is not None:
             state = load_state_dict_file(weights)
@@ -249,6 +260,8 @@ def resolve(
             family="user",
             normalization=normalization,
             extra_inputs=extra,
+            extra_values=extra_values,
+            extra_source=None if extra_data is None else os.path.basename(os.fspath(extra_data)),
         )
 
     if spec.endswith(".py") or os.path.sep in spec:
