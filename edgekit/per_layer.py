@@ -126,12 +126,16 @@ def per_layer_errors(
     from edgekit.data import load_inputs
     from edgekit.export.ptq_steps import is_reproducible_calib
     from edgekit.file_metadata import read_metadata
+    from edgekit.input_contract import EXTRA_INPUTS_KEY
     from edgekit.runtimes.observer import ActivationObserver
     from edgekit.runtimes.vetting import vet_model_file
 
     path = Path(exported)
     say = progress or quiet
     meta = read_metadata(path)
+    if meta.get(EXTRA_INPUTS_KEY):
+        raise DataError(f"{path.name} takes inputs after the image, and --per-layer compares files with one image "
+                        "input; check it without --per-layer (its outputs are compared on every input)")
     if meta.get("equalized") == "true" and not is_reproducible_calib(meta.get("equalization_calib", "default")):
         # A folder's path is never stored, and a file is never trusted to choose which files edgekit reads.
         if calib is None:

@@ -48,7 +48,7 @@ class EqualizationResult:
 
 
 def equalize_cross_layer(
-    model: onnx.ModelProto, images_nchw: np.ndarray, *, alpha: float = 0.5
+    model: onnx.ModelProto, images_nchw: np.ndarray, *, alpha: float = 0.5, extra: dict[str, np.ndarray] | None = None
 ) -> tuple[onnx.ModelProto, EqualizationResult]:
     """Equalize the per-channel activation ranges of ``model`` (fp32, BatchNorm folded, single input)
     measured on ``images_nchw`` (a float array shaped like the model input, any number of images).
@@ -57,7 +57,8 @@ def equalize_cross_layer(
     and an EqualizationResult. Patterns that do not match exactly (a tensor with other readers or that is a
     graph output, weights that are not float32 initializers, grouped convs that are not depthwise) are left
     alone; an initializer shared with another reader is copied before it is changed. ``alpha`` in [0, 1]
-    is the strength of the depthwise->1x1 rewrite (b) in the module docstring.
+    is the strength of the depthwise->1x1 rewrite (b) in the module docstring. ``extra``: values of the
+    model's inputs after the image, one row per image (``ActivationObserver``).
 
     Raises ExportError when ``alpha`` is out of range, the model does not have exactly one float input,
     or the images are empty, non-finite or do not fit that input.
@@ -65,7 +66,7 @@ def equalize_cross_layer(
     if not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
         raise ExportError(f"cross-layer equalization alpha must be a number in [0, 1], got {alpha!r}")
     model = _copy(model)
-    _check_images(model, images_nchw)
+    _check_images(model, images_nchw, extra)
     images = np.asarray(images_nchw, dtype=np.float32)
 
     index = GraphIndex(model)
@@ -77,7 +78,7 @@ def equalize_cross_layer(
 
     measured = [(relu.output[0], False) for _, relu, _ in pointwise_depthwise]
     measured += [(dw.output[0], True) for dw, _ in depthwise_pointwise]
-    ranges = _channel_maxima(model, images, measured)
+    ranges = _channel_maxima(model, images, measured, extra)
 
     weights = _WeightEditor(model, index)
     for pw, relu, dw in pointwise_depthwise:
@@ -108,11 +109,12 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _check_images(model: onnx.ModelProto, images_nchw) -> None:
-    """Raises ExportError if the images do not fit the model's one float input."""
+def _check_images(model: onnx.ModelProto, images_nchw, extra=None) -> None:
+    """Raises ExportError if the images do not fit the model's first float input (or the model has further
+    inputs ``extra`` gives no values for)."""
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
-    if len(inputs) != 1:
+    if len(inputs) != 1 + len(extra or {}):
         raise ExportError(
             f"cross-layer equalization needs a model with one input, this one has {len(inputs)}; "
             "equalize the single-input export"
@@ -206,14 +208,14 @@ def _depthwise_pointwise_pairs(index: GraphIndex) -> list[tuple[onnx.NodeProto, 
 
 
 def _channel_maxima(
-    model: onnx.ModelProto, images: np.ndarray, tensors: list[tuple[str, bool]]
+    model: onnx.ModelProto, images: np.ndarray, tensors: list[tuple[str, bool]], extra=None
 ) -> dict[str, np.ndarray]:
     """Per-channel (axis 1) maximum of each named tensor over all images, of ``|x|`` where the flag says so,
     from one observer pass (the graph unfused, so every measured tensor is computed as the graph says)."""
     absolute = dict(tensors)
     maxima: dict[str, np.ndarray] = {}
     try:
-        with ActivationObserver(model, list(absolute)) as observer:
+        with ActivationObserver(model, list(absolute), extra=extra) as observer:
             for values in observer.iterate(images):
                 for name, value in values.items():
                     value = np.abs(value) if absolute[name] else value

@@ -10,6 +10,7 @@ of the multiply-adds; ONNX Runtime runs those nodes with its float kernels.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -92,16 +93,18 @@ def grow_float_prefix(shares: Sequence[float], score: Callable[[int], float], *,
 
 
 def keep_first_layers_float(quantized, reference, images_nchw: np.ndarray, *, target: float = TARGET_COSINE,
-                            max_macs: float = MAX_FLOAT_MACS):
+                            max_macs: float = MAX_FLOAT_MACS, extra: dict[str, np.ndarray] | None = None):
     """``quantized`` (a QDQ ``onnx.ModelProto``) with its first convolutions in float, as few as reach
     ``target`` (worst output's mean cosine of the float-simulated graph to ``reference``, the fp32 model it was
     quantized from, on up to ``IMAGES`` of ``images_nchw``) within ``max_macs`` of the multiply-adds; the
     count that scored best when none reaches it (``grow_float_prefix``). Returns ``(model, FloatLayers)``;
-    the model is ``quantized`` itself when no layer is kept in float."""
+    the model is ``quantized`` itself when no layer is kept in float. ``extra``: values of the model's inputs
+    after the image by name, one row per image."""
     from edgekit.runtimes.onnx_runtime import OnnxRuntime
 
     images = np.ascontiguousarray(images_nchw[:IMAGES], dtype=np.float32)
-    expected = _run(reference, images, OnnxRuntime, "all")
+    others = [v[: len(images)] for v in (extra or {}).values()]  # in the model's input order
+    expected = _run(reference, images, OnnxRuntime, "all", others)
     order = [n.name for n in quantized.graph.node]
     macs = conv_macs(reference)
     total = sum(macs.values()) or 1
@@ -114,7 +117,7 @@ def keep_first_layers_float(quantized, reference, images_nchw: np.ndarray, *, ta
         return dequantize_nodes(quantized, set(order[: order.index(convs[k - 1]) + 1]))
 
     def score(k: int) -> float:
-        got = _run(candidate(k), images, OnnxRuntime, "disable")
+        got = _run(candidate(k), images, OnnxRuntime, "disable", others)
         return worst_cosine(expected, got)
 
     chosen = grow_float_prefix(shares, score, target=target, max_macs=max_macs)
@@ -219,7 +222,7 @@ def _dequantized(dq, inits, numpy_helper) -> np.ndarray:
     return ((codes - zero) * scale).astype(np.float32)
 
 
-def _run(model, images: np.ndarray, runtime_class, optimization: str) -> list[np.ndarray]:
+def _run(model, images: np.ndarray, runtime_class, optimization: str, others=()) -> list[np.ndarray]:
     import os
     import tempfile
 
@@ -227,9 +230,17 @@ def _run(model, images: np.ndarray, runtime_class, optimization: str) -> list[np
 
     with tempfile.TemporaryDirectory(prefix="edgekit-float-layers-") as tmp:
         path = os.path.join(tmp, "model.onnx")
+        if others:  # declare the further inputs' layouts, as the exported file will, so none is guessed
+            from edgekit.export.metadata import onnx_metadata_props
+            from edgekit.export.onnx_export import extra_input_fields
+            from edgekit.export.onnx_input import onnx_extra_inputs
+
+            model = copy.deepcopy(model)
+            for key, value in onnx_metadata_props(extra_input_fields(onnx_extra_inputs(model))):
+                model.metadata_props.add(key=key, value=value)
         onnx.save(model, path)
         with runtime_class(path, optimization=optimization) as runtime:
-            runs = [runtime.run(images[i : i + 1]) for i in range(len(images))]
+            runs = [runtime.run([images[i : i + 1], *(v[i : i + 1] for v in others)]) for i in range(len(images))]
     return [np.concatenate(outs).astype(np.float64) for outs in zip(*runs, strict=True)]
 
 

@@ -164,13 +164,14 @@ def extra_input_fields(extra) -> dict[str, str]:
     return {EXTRA_INPUTS_KEY: extra_inputs_to_metadata(extra)} if extra else {}
 
 
-def refuse_int8_extra_inputs(int8: bool, extra_input_shapes) -> None:
-    """int8 calibrates on images fed to the image input alone: refuse a model with further inputs before any
-    work (ExportError naming the fix)."""
-    if int8 and extra_input_shapes:
-        count = 1 + len(extra_input_shapes)
-        raise ExportError(f"int8 export takes models with one image input, and this one has {count} inputs (its "
-                          "calibration, GPTQ and range passes feed images only); export it fp32 (drop --int8)")
+def refuse_int8_extra_inputs(int8: bool, extra_input_shapes, extra_data) -> None:
+    """int8 calibrates a model's inputs after the image on their real values: refuse such a model without
+    them (``--extra-inputs``) before any work (ExportError naming the fix)."""
+    if int8 and extra_input_shapes and extra_data is None:
+        count = len(extra_input_shapes)
+        raise ExportError(f"int8 calibrates the ranges of the model's {count} input{'s' if count > 1 else ''} after "
+                          "the image on their real values, which edgekit cannot invent: pass --extra-inputs FILE.npz "
+                          "(one array per input, named after it), or export fp32")
 
 
 def shuffle_records(matches, lowering: str) -> list[ShuffleRecord]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.cpu_features import CpuTarget, cpu_target
+from edgekit.data.extra_inputs import describe_extra_inputs, extra_inputs_by_name
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.activation_ranges import (
@@ -30,13 +31,19 @@ from edgekit.export.activation_ranges import (
 from edgekit.export.float_first_layers import keep_first_layers_float
 from edgekit.export.onnx_export import (
     DEFAULT_OPSET,
+    extra_input_fields,
     finalize,
     op_histogram,
     prepare_export,
     refuse_int8_extra_inputs,
     shuffle_records,
 )
-from edgekit.export.onnx_input import onnx_input_contract, onnx_output_facts, retarget_quantized_input
+from edgekit.export.onnx_input import (
+    onnx_extra_inputs,
+    onnx_input_contract,
+    onnx_output_facts,
+    retarget_quantized_input,
+)
 from edgekit.export.passes.fold_input_normalization import PIXEL_RANGE, PIXELS
 from edgekit.export.passes.graph_utils import drop_unread_initializers
 from edgekit.export.publish import provenance, publish
@@ -78,6 +85,7 @@ def quantize_onnx_model(
     activation_type: str = DEFAULT_ACTIVATION_TYPE,
     percentile: float = DEFAULT_PERCENTILE,
     ranges: dict[str, tuple[float, float]] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ):
     """Quantize an fp32 ``onnx.ModelProto`` to QDQ int8 (per-channel symmetric int8 weights, int8
     activations, ``activation_type`` "uint8" or "int8") calibrated on ``images_nchw``; returns the quantized
@@ -114,7 +122,8 @@ def quantize_onnx_model(
     known = {name: r for name, r in (ranges or {}).items() if name in wanted}
     missing = [name for name in names if name not in known]
     if missing:
-        known.update(observed_ranges(onnx_model, images_nchw, missing, method=method, percentile=percentile))
+        known.update(observed_ranges(onnx_model, images_nchw, missing, method=method, percentile=percentile,
+                                     extra=extra))
     ranges = {name: known[name] for name in names}
     ranges = share_concat_ranges(model, ranges, keep=set(extra.get("TensorQuantOverrides", {})))
     tensors = TensorsData(CalibrationMethod.MinMax, {
@@ -277,6 +286,7 @@ def observed_ranges(
     method: str = DEFAULT_CALIB_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
     views: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of the tensors ``names`` of the fp32 ``onnx_model`` over ``images_nchw``: the model runs in
     the activation observer (several images per run where its batch allows) and the shared estimator
@@ -290,7 +300,7 @@ def observed_ranges(
     if views is None:
         views = {name: (name, None) for name in names}
     try:
-        with ActivationObserver(onnx_model, names) as observer:
+        with ActivationObserver(onnx_model, names, extra=extra) as observer:
 
             def observe(keys):
                 for start, values in zip(range(0, len(images), observer.batch), observer.iterate(images),
@@ -391,11 +401,12 @@ def export_onnx_int8(
     ``float_first_layers.TARGET_COSINE`` on the calibration images (``keep_first_layers_float``; the report's notes
     say how many). The parity check compares with PyTorch and the integer kernels with the float-simulated QDQ
     graph. Raises ``ExportError``, ``DataError``, ``ParityError``, and ``resolve``'s errors; nothing is written on
-    failure. ``extra_input_shapes`` (inputs after the image) are refused: int8 calibrates through the image alone.
+    failure. ``extra_input_shapes``: a user factory's inputs after the image, calibrated on ``extra_data`` (an
+    ``.npz`` of their values, required with them), row ``i`` beside calibration image ``i``.
     """
     from edgekit.export.passes import SHUFFLE_LOWERINGS
 
-    refuse_int8_extra_inputs(True, extra_input_shapes)
+    refuse_int8_extra_inputs(True, extra_input_shapes, extra_data)
     if shuffle_lowering not in SHUFFLE_LOWERINGS:
         raise ExportError(f"unknown --shuffle {shuffle_lowering!r}; choose one of {', '.join(SHUFFLE_LOWERINGS)}")
     if calib_method not in CALIB_METHODS:
@@ -412,6 +423,8 @@ def export_onnx_int8(
     handle, out_dir, clock = prepared.handle, prepared.out_dir, prepared.clock
     onnx_model, pass_results, matches = prepared.onnx_model, prepared.pass_results, prepared.matches
     images, calibration = calibration_inputs(calib, handle)
+    extra = extra_inputs_by_name(handle, len(images))
+    calibration += describe_extra_inputs(handle)
     weight_bits = 7 if target.reduce_range else 8
     say(f"quantizing to int8 ({calib_method} calibration on {calibration}; {weight_bits}-bit weights for "
         f"{target.name}: {target.evidence})")
@@ -425,17 +438,18 @@ def export_onnx_int8(
     ready = ptq_steps.prepare_model(onnx_model, images, mean=handle.mean, std=handle.std, equalize=equalize,
                                     fold_normalization=fold_normalization, optimal_rounding=optimal_rounding,
                                     bias_correction=bias_correction, qmax=64 if target.reduce_range else 127,
-                                    ranges=gathered, say=say)
+                                    ranges=gathered, say=say, extra=extra)
     onnx_model, improvements = ready.model, ready.notes
     ranges = gathered.ranges() if gathered is not None and gathered.seen else None
     quantized = quantize_onnx_model(onnx_model, images, method=calib_method, reduce_range=target.reduce_range,
-                                    ranges=ranges)
+                                    ranges=ranges, extra=extra)
     if float_first_layers:
         say("measuring the int8 graph against fp32 on the calibration images")
-        quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images)
+        quantized, float_layers = keep_first_layers_float(quantized, onnx_model, images, extra=extra)
         improvements.append(float_layers.note())
     quantized = retarget_quantized_input(quantized, handle.mean, input_kind)
     contract = onnx_input_contract(quantized, input_kind, handle.mean, handle.std)
+    further = onnx_extra_inputs(quantized)
     clock.lap("quantize")
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=shuffle_lowering,
                         precision="int8", shuffles=len(matches))
@@ -443,6 +457,7 @@ def export_onnx_int8(
     fields.update(calib_method=calib_method, reduce_range=str(target.reduce_range).lower(),
                   target_cpu=target.name)
     fields[METADATA_KEY] = contract.to_metadata()
+    fields.update(extra_input_fields(further))
     content = finalize(quantized, fields)
     clock.lap("finalize")
     notes = [
@@ -469,7 +484,8 @@ def export_onnx_int8(
             calibration=calibration, calib_method=calib_method, reduce_range=target.reduce_range,
             target_cpu=f"{target.name} ({target.evidence})", notes=notes, io=contract.dtype,
             input_contract=json.loads(contract.to_metadata()),
-            usage=usage_line(contract, onnx_output_facts(quantized)), **measured,
+            usage=usage_line(contract, onnx_output_facts(quantized), further),
+            extra_inputs=[e.to_dict() for e in further], **measured,
         )
 
     return publish(content, out_dir / f"{handle.name}_int8.onnx", handle, make_result, clock=clock, check=check,

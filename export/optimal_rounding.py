@@ -28,7 +28,7 @@ from onnx import helper, numpy_helper
 from edgekit.errors import ExportError
 from edgekit.export.activation_ranges import RangePass
 from edgekit.export.passes.graph_utils import tensor_reads
-from edgekit.runtimes.observer import ActivationObserver, ObservationError
+from edgekit.runtimes.observer import ActivationObserver, ObservationError, first_rows
 
 #: Damping added to H's diagonal, as a fraction of its mean (GPTQ's default): keeps H invertible when a
 #: channel is constant or dead on the calibration images.
@@ -74,7 +74,8 @@ class RoundingResult:
 
 
 def round_weights_optimally(
-    model: onnx.ModelProto, images_nchw: np.ndarray, *, qmax: int = 127, seed: int = 0, ranges: RangePass | None = None
+    model: onnx.ModelProto, images_nchw: np.ndarray, *, qmax: int = 127, seed: int = 0, ranges: RangePass | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> tuple[onnx.ModelProto, RoundingResult]:
     """A copy of the fp32 ``model`` whose Conv (plain, grouped-as-depthwise) and Gemm weights are already
     rounded to their symmetric per-channel grid (``max|w| / qmax``) by GPTQ on ``images_nchw``, biases
@@ -84,7 +85,8 @@ def round_weights_optimally(
     they are and named in ``RoundingResult.skipped``; layers the images give too few input patches are
     rounded to nearest, biases corrected, and named in ``RoundingResult.nearest``. ``ranges``: activation
     ranges to gather in the same pass over the images (all of them; H uses the first ``MAX_IMAGES``), on the
-    graph before rounding. Raises ``ExportError`` for images that do not fit.
+    graph before rounding. ``extra``: values of the model's inputs after the image, one row per image. Raises
+    ``ExportError`` for images that do not fit.
     """
     out = copy.deepcopy(model)
     graph = out.graph
@@ -115,7 +117,7 @@ def round_weights_optimally(
     if not layers:
         return out, result
     with _blas_threads(1):
-        stats = _input_statistics(out, layers, images_nchw, seed, ranges)
+        stats = _input_statistics(out, layers, images_nchw, seed, ranges, extra)
         ratios = _round_layers(layers, inits, stats, qmax, result)
     result.layers = len(ratios)
     result.mean_error_ratio = float(np.mean(ratios)) if ratios else 1.0
@@ -265,7 +267,7 @@ def _error_depthwise(w, hessians, qmax, q) -> tuple[float, float]:
 
 
 def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, seed: int,
-                      ranges: RangePass | None = None):
+                      ranges: RangePass | None = None, extra=None):
     """Per layer output name: ``(H, mean)`` of its input patches over the images, in the layout of its
     flattened weights (dense: (D, D) and (D,); depthwise: (C, k, k) and (C, k)); H is None for a layer
     with fewer than ``MIN_PATCHES_PER_INPUT`` patches per input. One observer pass, several images per
@@ -282,7 +284,8 @@ def _input_statistics(model: onnx.ModelProto, layers, images_nchw: np.ndarray, s
     rng = np.random.default_rng(seed)
     moments = {node.output[0]: _Moments(node, attrs, used) for node, attrs in layers}
     try:
-        with ActivationObserver(model, names, optimization=PROBE_OPTIMIZATION) as observer:
+        with ActivationObserver(model, names, optimization=PROBE_OPTIMIZATION,
+                                extra=first_rows(extra, len(images))) as observer:
             start = 0
             for values in observer.iterate(images):
                 count = len(next(iter(values.values())))

@@ -48,6 +48,7 @@ def prepare_model(
     reference: bool = False,
     ranges: RangePass | None = None,
     say: Progress = quiet,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> PreparedModel:
     """Run the post-training steps on the fp32 ``onnx_model`` in their one order; returns a ``PreparedModel``.
 
@@ -64,13 +65,14 @@ def prepare_model(
     before rounding, which moves no calibrated range measurably: ShuffleNetV2 1.0x ONNX int8 logit cosine 0.98506
     with them, 0.98501 with ranges observed after rounding); left unfed (``ranges.seen == 0``) without GPTQ.
     ``images_nchw``: float32 NCHW normalised images (the model's input); None only when no step needs them.
+    ``extra``: values of the model's inputs after the image by name, one row per image.
     The input model is not modified. Raises ``ExportError`` for images that do not fit the model.
     """
     notes: list[str] = []
     model = onnx_model
     if equalize:
         say("equalizing pointwise/depthwise channel ranges across layers")
-        model, cle = equalize_cross_layer(model, _needs(images_nchw, "equalization"))
+        model, cle = equalize_cross_layer(model, _needs(images_nchw, "equalization"), extra=extra)
         notes.append(f"cross-layer equalization: {cle.pairs_pointwise_depthwise} pointwise->depthwise and "
                      f"{cle.pairs_depthwise_pointwise} depthwise->pointwise pairs rescaled")
     pixel_input, refusal = False, None
@@ -88,12 +90,13 @@ def prepare_model(
     rounded_by_gptq = False
     if optimal_rounding:
         say(f"rounding weights to minimise each layer's output error (GPTQ, {qmax * 2 + 1} levels)")
-        model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax, ranges=ranges)
+        model, rounding = round_weights_optimally(model, _needs(images_nchw, "GPTQ"), qmax=qmax, ranges=ranges,
+                                                  extra=extra)
         notes.append(f"optimal weight rounding (GPTQ) on {rounding.layers} layers, biases corrected: layer output "
                      f"error from weight rounding x{rounding.mean_error_ratio:.2f} of nearest rounding on average")
         rounded_by_gptq = True
     if bias_correction:
-        model, corrected = correct_weight_rounding(model, images_nchw, qmax=qmax)
+        model, corrected = correct_weight_rounding(model, images_nchw, qmax=qmax, extra=extra)
         if corrected.corrected:
             notes.append(f"bias correction: nearest-rounding shift taken out of {len(corrected.corrected)} "
                          "layers' biases" + (" (those GPTQ did not round)" if rounded_by_gptq else ""))

@@ -92,7 +92,7 @@ class ExportRequest:
         if recipe is None:
             resolve_io(self.input_kind, None, int8=False)
             return
-        refuse_int8_extra_inputs(True, self.extra_input_shapes)
+        refuse_int8_extra_inputs(True, self.extra_input_shapes, self.extra_data)
         if recipe.target_cpu is not None and tflite:
             raise ExportError("--target-cpu applies to --format onnx --int8")
         if recipe.io is not None and not tflite:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.data.extra_inputs import describe_extra_inputs, extra_inputs_by_name
 from edgekit.errors import ExportError
 from edgekit.export import ptq_steps
 from edgekit.export.onnx_export import (
@@ -105,7 +106,8 @@ def export_tflite(
     the notes say which and what they cost in cosine). The file's
     metadata declares its ``input_contract``; the report's ``usage`` says what to feed and how to read it.
     ``extra_input_shapes``: a user factory's inputs after the image (``models.resolve``); the file takes them as
-    float32 (4-D ones NHWC), declared in both metadata (fp32 only: int8 is refused before any work).
+    float32 (4-D ones NHWC; an int8 file quantizes them inside), declared in both metadata. int8 calibrates them
+    on ``extra_data`` (an ``.npz`` of their values, required with them), row ``i`` beside calibration image ``i``.
     Raises ExportError naming an op that cannot be lowered, DataError for unusable calibration data,
     ParityError when the result does not match PyTorch; nothing is written on failure.
     """
@@ -117,7 +119,7 @@ def export_tflite(
             f"unknown --shuffle {shuffle_lowering!r} for TFLite; choose one of {', '.join(TFLITE_SHUFFLE_LOWERINGS)}"
         )
     in_dtype = resolve_io(input_kind, io, int8)
-    refuse_int8_extra_inputs(int8, extra_input_shapes)
+    refuse_int8_extra_inputs(int8, extra_input_shapes, extra_data)
     from edgekit.export.tflite.calibrate import CALIBRATION_METHODS
 
     if calib_method not in CALIBRATION_METHODS:
@@ -154,6 +156,8 @@ def export_tflite(
     gathered = None
     if int8 or equalized:
         images, calibration = calibration_images(calib, handle)
+        extra = extra_inputs_by_name(handle, len(images))
+        calibration += describe_extra_inputs(handle)
         if int8 and optimal_rounding:  # the ranges ride on GPTQ's pass over the images
             from edgekit.export.tflite.calibrate import range_pass
 
@@ -161,7 +165,7 @@ def export_tflite(
         ready = ptq_steps.prepare_model(onnx_model, images.transpose(0, 3, 1, 2), mean=handle.mean, std=handle.std,
                                         equalize=equalized, fold_normalization=pixel_input,
                                         optimal_rounding=optimal_rounding, bias_correction=bias_correction,
-                                        reference=not int8, ranges=gathered, say=say)
+                                        reference=not int8, ranges=gathered, say=say, extra=extra)
         graph, used, lowering_notes, layout_transposes = lower_to_tflite(ready.model, shuffle_lowering)
     if not matches:
         used = "none"  # the model has no channel shuffle: nothing was lowered
@@ -176,14 +180,15 @@ def export_tflite(
             notes.append(f"input normalisation applied by a MUL and an ADD in the model ({ready.fold_refusal})")
     if int8:
         say(f"calibrating int8 ranges ({calib_method}) on {calibration}")
-        from edgekit.export.tflite.calibrate import onnx_ranges
+        from edgekit.export.tflite.calibrate import channels_last, onnx_ranges
         from edgekit.export.tflite.mixed_precision import quantize_with_float_fallback
         from edgekit.export.tflite.quantize import quantize_graph
 
         normalized = images.transpose(0, 3, 1, 2)  # what the ONNX graph takes
         if pixel_input:
             images = to_pixels(images, handle.mean, handle.std, channel_axis=3)
-        calibrated = onnx_ranges(graph, ready.model, normalized, images, method=calib_method, gathered=gathered)
+        calibrated = onnx_ranges(graph, ready.model, normalized, images, method=calib_method, gathered=gathered,
+                                 extra=extra)
         notes.append(calibrated.note())
         ranges = calibrated.ranges
         if pixel_input:
@@ -192,7 +197,8 @@ def export_tflite(
         # Weights arrive rounded and biases corrected (prepare_model): quantizing them is exact.
         if float_first_layers:
             say("measuring the int8 graph against fp32 on the calibration images")
-            graph, float_layers = quantize_with_float_fallback(graph, ranges, images, io=edge)
+            graph, float_layers = quantize_with_float_fallback(graph, ranges, images, io=edge,
+                                                               extra=channels_last(extra))
             notes.append(float_layers.note())
         else:
             graph = quantize_graph(graph, ranges, io=edge)

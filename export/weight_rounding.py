@@ -54,7 +54,7 @@ class BiasCorrection:
     on_grid: list[str] = field(default_factory=list)
 
 
-def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax: int = 127):
+def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax: int = 127, extra=None):
     """A copy of the fp32 ``onnx_model`` whose Conv and Gemm biases absorb the mean output shift that
     rounding their weights to symmetric per-channel integers (``symmetric_per_channel_rounding``, ``qmax``
     127 for int8, 64 for ONNX Runtime's ``reduce_range``) will cause; returns ``(model, BiasCorrection)``.
@@ -102,7 +102,7 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax:
         layers.append((node, error, name))
     if not layers:
         return model, result
-    means = _channel_means(model, sorted({node.input[0] for node, _, _ in layers}), images_nchw)
+    means = _channel_means(model, sorted({node.input[0] for node, _, _ in layers}), images_nchw, extra)
     for node, error, name in layers:
         shift = weight_rounding_shift(error, means[node.input[0]])
         if len(node.input) > 2 and node.input[2]:
@@ -120,12 +120,12 @@ def correct_weight_rounding(onnx_model, images_nchw: np.ndarray | None, *, qmax:
     return model, result
 
 
-def _channel_means(model, names: list[str], images_nchw: np.ndarray) -> dict[str, np.ndarray]:
+def _channel_means(model, names: list[str], images_nchw: np.ndarray, extra=None) -> dict[str, np.ndarray]:
     """Mean over images and positions, per channel (axis 1), of the named tensors of the fp32 ``model``."""
     from edgekit.runtimes.observer import ActivationObserver
 
     sums = {name: 0.0 for name in names}
-    with ActivationObserver(model, names) as observer:
+    with ActivationObserver(model, names, extra=extra) as observer:
         for values in observer.iterate(images_nchw):
             for name, value in values.items():
                 # per image, as a run on one image would: the same sums, whatever the batch

@@ -41,7 +41,9 @@ class ObservationError(EdgekitError):
 class ActivationObserver:
     """An ONNX Runtime CPU session of ``model`` whose outputs are the tensors ``names``.
 
-    In: ``model`` (an ``onnx.ModelProto``, not modified, or its serialized bytes) with one input;
+    In: ``model`` (an ``onnx.ModelProto``, not modified, or its serialized bytes) with one input, or with
+    further inputs whose values ``extra`` gives (``{input name: array}``, one row per image ``iterate`` is
+    given, in order);
     ``names``: tensors to observe (node outputs, graph outputs or the graph input); ``optimization``:
     ``"disable"`` (every named tensor computed exactly as the graph says, a QDQ graph simulated in float)
     up to ``"all"``; ``threads``: intra-op threads (None: ONNX Runtime's default, one per core).
@@ -60,6 +62,7 @@ class ActivationObserver:
         threads: int | None = None,
         optimization: str = "disable",
         max_batch: int = MAX_BATCH,
+        extra: dict[str, np.ndarray] | None = None,
     ) -> None:
         import onnx
 
@@ -75,16 +78,19 @@ class ActivationObserver:
             probe.CopyFrom(model)
         self.names = list(dict.fromkeys(names))
         inputs = _data_inputs(probe)
-        if len(inputs) != 1:
-            raise ObservationError(f"the model has {len(inputs)} inputs; the observer runs single-input models")
+        self.extra = dict(extra or {})
+        unfed = [i.name for i in inputs[1:] if i.name not in self.extra]
+        if not inputs or unfed:
+            raise ObservationError(f"the model has {len(inputs)} inputs and no values were given for "
+                                   f"{', '.join(unfed) or 'the first'}")
         self.input_name = inputs[0].name
-        known = {o for n in probe.graph.node for o in n.output} | {self.input_name}
+        known = {o for n in probe.graph.node for o in n.output} | {i.name for i in inputs}
         missing = [n for n in self.names if n not in known]
         if missing:
             raise ObservationError(f"tensor {missing[0]!r} is not in the model")
         fixed = _fixed_batch(inputs[0])
         per_image = None
-        if fixed == 1 and max_batch > 1:
+        if fixed == 1 and max_batch > 1 and len(inputs) == 1:  # several inputs run at their own batch
             batched = _with_dynamic_batch(probe, self.names)
             if batched is not None:
                 probe, per_image = batched
@@ -115,11 +121,16 @@ class ActivationObserver:
         if self.fixed_batch is not None and len(images) % self.fixed_batch:
             raise ObservationError(f"the model input has a fixed batch of {self.fixed_batch} but {len(images)} "
                                    f"images were given; pass a multiple of {self.fixed_batch}")
+        if any(len(v) != len(images) for v in self.extra.values()):
+            raise ObservationError(f"{len(images)} images but {[len(v) for v in self.extra.values()]} rows of "
+                                   "values for the further inputs; give one row per image")
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
             chunk = np.ascontiguousarray(chunk, dtype=np.float32 if chunk.dtype.kind == "f" else chunk.dtype)
+            feeds = {name: np.ascontiguousarray(v[start : start + step], dtype=np.float32)
+                     for name, v in self.extra.items()}
             try:
-                values = self._session.run(self.names, {self.input_name: chunk})
+                values = self._session.run(self.names, {self.input_name: chunk, **feeds})
             except Exception as exc:  # onnxruntime raises its own pybind exception classes
                 raise ObservationError(_ort_reason(exc)) from None
             yield dict(zip(self.names, values, strict=True))
@@ -132,6 +143,11 @@ class ActivationObserver:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def first_rows(extra: dict[str, np.ndarray] | None, count: int) -> dict[str, np.ndarray] | None:
+    """The further inputs' values for the first ``count`` images (a step that runs fewer images than it got)."""
+    return None if extra is None else {name: values[:count] for name, values in extra.items()}
 
 
 def observe(model: Any, names: Sequence[str], images: np.ndarray, **options) -> Iterator[dict[str, np.ndarray]]:
@@ -154,10 +170,12 @@ class LiteRTObserver:
 
     ``tensors`` maps each tensor's name to its LiteRT details (index, dtype, shape, quantization); ``ops``
     lists the ops in execution order (``op_name``, ``inputs``, ``outputs`` as tensor indices); ``input`` is
-    the details of the (first) input. Raises ``ObservationError`` when LiteRT cannot load the model.
+    the details of the (first) input. ``extra``: values of the further inputs by name, in the model's layout,
+    one row per image ``iterate`` is given. Raises ``ObservationError`` when LiteRT cannot load the model.
     """
 
-    def __init__(self, model: bytes | str | os.PathLike[str], *, threads: int = 1, xnnpack: bool = False) -> None:
+    def __init__(self, model: bytes | str | os.PathLike[str], *, threads: int = 1, xnnpack: bool = False,
+                 extra: dict[str, np.ndarray] | None = None) -> None:
         from .litert_runtime import load_interpreter_module
 
         check_threads(threads)
@@ -174,7 +192,13 @@ class LiteRTObserver:
         details = self._interpreter.get_tensor_details()
         self.tensors = {d["name"]: d for d in details}
         self.by_index = {d["index"]: d for d in details}
-        self.input = self._interpreter.get_input_details()[0]
+        inputs = self._interpreter.get_input_details()
+        self.input = inputs[0]
+        self._extra = [(d["index"], np.asarray(extra[d["name"]], dtype=d["dtype"])) for d in inputs[1:]
+                       if extra and d["name"] in extra]
+        if len(self._extra) != len(inputs) - 1:
+            raise ObservationError(f"the model has {len(inputs)} inputs and values were given for "
+                                   f"{len(self._extra)} after the first")
         self._readable = None
         if xnnpack:
             edges = [*self._interpreter.get_input_details(), *self._interpreter.get_output_details()]
@@ -205,7 +229,9 @@ class LiteRTObserver:
             where = "in the model" if self._readable is None else "an input or output of the model (XNNPACK)"
             raise ObservationError(f"tensor {missing[0]!r} is not {where}")
         indices = [self.tensors[n]["index"] for n in names]
-        for image in images:
+        for row, image in enumerate(images):
+            for index, values in self._extra:
+                self._interpreter.set_tensor(index, values[row : row + 1])
             self.run(image[None])
             yield {name: self.value(i) for name, i in zip(names, indices, strict=True)}
 

@@ -38,9 +38,10 @@ def load_extra_values(path: str | Path, extra) -> tuple[np.ndarray, ...]:
     if not extra:
         raise DataError(f"--extra-inputs {path}: this model has no inputs after the image; drop --extra-inputs")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(f"--extra-inputs {path} is a single array, not an .npz; {fix}")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"--extra-inputs {path} is a single array, not an .npz; {fix}")
+        with archive:
             found = {name: archive[name] for name in archive.files if name in {e.name for e in extra}}
     except DataError:
         raise
@@ -74,6 +75,15 @@ def extra_inputs_for(handle, count: int, seed: int = CHECK_SEED) -> list[np.ndar
     if given is None:
         return extra_input_values([e.shape for e in extra], count, seed=seed)
     return [np.ascontiguousarray(v[np.arange(count) % len(v)]) for v in given]
+
+
+def extra_inputs_by_name(handle, count: int) -> dict[str, np.ndarray] | None:
+    """``extra_inputs_for`` keyed by input name, in the model's input order (None for a one-input model): what
+    the int8 steps feed beside ``count`` calibration images."""
+    extra = getattr(handle, "extra_inputs", ())
+    if not extra:
+        return None
+    return {e.name: v for e, v in zip(extra, extra_inputs_for(handle, count), strict=True)}
 
 
 def describe_extra_inputs(handle) -> str:

@@ -48,9 +48,11 @@ def calibrate_ranges(
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
     names: list[str] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` (or only of ``names``) over
-    ``images_nhwc``, observed on ``graph`` itself.
+    ``images_nhwc`` (and ``extra``: values of the graph's inputs after the image by name, in its layout, one row
+    per image), observed on ``graph`` itself.
 
     ``images_nhwc`` is float32 ``(N, H, W, C)``, preprocessed as the model expects; images run one at a
     time through LiteRT on XNNPACK, with every observed tensor made an output of the model. Keys are the
@@ -61,8 +63,8 @@ def calibrate_ranges(
     """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
-    if len(graph.inputs) != 1 or graph.tensors[graph.inputs[0]].dtype != "float32":
-        raise ExportError("calibration needs a graph with exactly one float32 input")
+    if len(graph.inputs) != 1 + len(extra or {}) or graph.tensors[graph.inputs[0]].dtype != "float32":
+        raise ExportError("calibration needs a graph with one float32 image input and values for every other input")
     input_shape = graph.shape(graph.inputs[0])
     images = np.asarray(images_nhwc, dtype=np.float32)
     if images.ndim != 4 or images.shape[0] < 1 or images.shape[1:] != tuple(input_shape[1:]):
@@ -73,7 +75,7 @@ def calibrate_ranges(
     watched = [name for name, t in graph.tensors.items() if t.dtype == "float32" and not t.is_constant]
     if names is not None:
         watched = [name for name in watched if name in set(names)]
-    observer = _observer(graph, watched)
+    observer = _observer(graph, watched, extra)
 
     def observe(names: list[str]):
         return ((1, values) for values in _activations(observer, images, names))
@@ -111,6 +113,7 @@ def onnx_ranges(
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
     gathered: ViewedRangePass | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Ranges:
     """``(lo, hi)`` of every non-constant float tensor of the fp32 ``graph`` (lowered from ``onnx_model`` by
     ``from_onnx.onnx_to_tflite_graph``), computed on ``onnx_model`` (module doc).
@@ -118,7 +121,8 @@ def onnx_ranges(
     ``images_nchw``: the calibration images as ``onnx_model`` takes them; ``images_nhwc``: the same images as
     ``graph`` takes them (pixels where the normalisation was folded), for the tensors observed in LiteRT.
     ``gathered``: the values already ranged in GPTQ's pass (``range_pass``), used where they cover ``graph``.
-    Raises ``ExportError`` when ONNX Runtime cannot run ``onnx_model`` or for an unknown method.
+    ``extra``: values of the model's inputs after the image by name, as ``onnx_model`` takes them (NCHW), one
+    row per image. Raises ``ExportError`` when ONNX Runtime cannot run ``onnx_model`` or for an unknown method.
     """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
@@ -132,7 +136,7 @@ def onnx_ranges(
         source = lowering_source(onnx_model)
         views = _views(origins.values(), source)
         by_origin = observed_ranges(source, images_nchw, sorted({t for t, _ in views.values()}), method=method,
-                                    percentile=percentile, views=views)
+                                    percentile=percentile, views=views, extra=extra)
     ranges = {name: by_origin[_key(origin)] for name, origin in origins.items()}
     shared, alone = {}, []
     classes = list(shared_quant_classes(graph).values())
@@ -147,7 +151,8 @@ def onnx_ranges(
             alone.append(name)
     observed = {}
     if alone:
-        observed = calibrate_ranges(graph, images_nhwc, method=method, percentile=percentile, names=alone)
+        observed = calibrate_ranges(graph, images_nhwc, method=method, percentile=percentile, names=alone,
+                                    extra=channels_last(extra))
     return Ranges({**ranges, **shared, **observed}, len(ranges), len(shared), len(observed), in_gptq_pass)
 
 
@@ -180,10 +185,18 @@ def range_pass(graph: Graph, onnx_model, images: int, *, method: str,
         return None
     origins = [t.origin for t in graph.tensors.values() if t.origin is not None and not t.is_constant]
     views = _views(origins, onnx_model)
-    made = {o for node in onnx_model.graph.node for o in node.output}
+    made = {o for node in onnx_model.graph.node for o in node.output} | {i.name for i in onnx_model.graph.input}
     if not all(tensor in made for tensor, _ in views.values()):
         return None
     return ViewedRangePass(views, images, method=method, percentile=percentile)
+
+
+def channels_last(extra: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """Values of a model's inputs after the image (NCHW, as PyTorch takes them) in the lowered graph's layout:
+    4-D ones NHWC, as the lowering lays out every 4-D input."""
+    if extra is None:
+        return None
+    return {name: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) if v.ndim == 4 else v for name, v in extra.items()}
 
 
 def _views(origins, source) -> dict:
@@ -239,14 +252,14 @@ def layer_norm_step(x: np.ndarray, step: str, axis: int, epsilon: float, gamma: 
     return normalized * (1.0 if gamma is None else gamma.astype(np.float32))  # "scaled"
 
 
-def _observer(graph: Graph, names: list[str]) -> LiteRTObserver:
+def _observer(graph: Graph, names: list[str], extra=None) -> LiteRTObserver:
     """LiteRT on XNNPACK over ``graph`` written with every observed tensor as an output (a run keeps them
     all); raises ExportError when a name is lost. Measured on the loaded 2-core VM, per image: ResNet-18
     162 ms on the builtin kernels with all tensors preserved, 45 ms on XNNPACK with two threads;
     ShuffleNetV2 1.0x 23 and 11 ms; activations equal to 3e-5 of each tensor's largest value."""
     probe = copy.copy(graph)
     probe.outputs = list(dict.fromkeys([*graph.outputs, *(n for n in names if n not in graph.inputs)]))
-    observer = LiteRTObserver(write_tflite(probe), threads=_THREADS, xnnpack=True)
+    observer = LiteRTObserver(write_tflite(probe), threads=_THREADS, xnnpack=True, extra=extra)
     missing = [n for n in names if n not in observer.tensors]
     if missing:
         raise ExportError(f"tensor {missing[0]!r} is not in the written model; the writer must keep tensor names")

@@ -52,6 +52,7 @@ def quantize_with_float_fallback(
     float_ops: Mapping[str, str] = FLOAT_OPS,
     target: float = TARGET_COSINE,
     max_macs: float = MAX_FLOAT_MACS,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> tuple[Graph, FloatLayers]:
     """``quantize_graph(graph, ranges, ...)`` with its first layers in float, as few as reach ``target``.
 
@@ -61,9 +62,10 @@ def quantize_with_float_fallback(
     that misses ``target`` and the prefix holds at most ``max_macs`` of the multiply-adds
     (``float_first_layers.grow_float_prefix``). Returns the graph quantized with ``io`` and the choice, whose
     ``note()`` says how many layers stayed in float, their share of the multiply-adds and the cosine before
-    and after. Raises what ``quantize_graph`` raises.
+    and after. ``extra``: values of the graph's inputs after the image by name, in its layout, one row per image.
+    Raises what ``quantize_graph`` raises.
     """
-    from edgekit.runtimes.observer import LiteRTObserver
+    from edgekit.runtimes.observer import LiteRTObserver, first_rows
 
     images = np.ascontiguousarray(images_nhwc[:IMAGES], dtype=np.float32)
     macs = layer_macs(graph)
@@ -76,7 +78,7 @@ def quantize_with_float_fallback(
         return set(order[: order.index(layers[k - 1]) + 1]) if k else set()
 
     def outputs(model: Graph) -> list[np.ndarray]:
-        observer = LiteRTObserver(write_tflite(model), xnnpack=True)
+        observer = LiteRTObserver(write_tflite(model), xnnpack=True, extra=first_rows(extra, len(images)))
         runs = list(observer.iterate(images, model.outputs))
         return [np.concatenate([run[name] for run in runs]).astype(np.float64) for name in model.outputs]
 

@@ -204,7 +204,8 @@ def quantize_graph(
     ``ranges`` maps every non-constant float tensor to its calibrated ``(min, max)``. ``io="int8"`` makes
     the model's input and output tensors int8 (their params are in ``tensors[name].quant``); ``io="uint8"``
     makes them uint8 (same scales, zero points + 128) with one exact QUANTIZE at each edge; ``io="float"``
-    keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Int32
+    keeps them float32 with one QUANTIZE after the input and one DEQUANTIZE before each output. Inputs after
+    the first (a feature vector, a mask beside the image) are float32 with a QUANTIZE whatever ``io``. Int32
     constants (shapes, axes, permutations, paddings) are kept as they are. Weights and biases are mapped as
     they are: bias correction of their rounding happens before, on the fp32 ONNX graph
     (``weight_rounding.correct_weight_rounding``, run by ``ptq_steps.prepare_model``).
@@ -266,6 +267,7 @@ def quantize_graph(
             _quantize_weights(g, op, graph)
     _drop_unused_tensors(g)
 
+    g.ops = [_float_input(g, i) for i in range(1, len(g.inputs)) if g.tensors[g.inputs[i]].dtype != "float32"] + g.ops
     if io == "float":
         _add_float_io(g)
     elif io == "uint8":
@@ -548,6 +550,8 @@ def _add_uint8_io(graph: Graph) -> None:
     head: list[Op] = []
     for i, name in enumerate(graph.inputs):
         t = graph.tensors[name]
+        if t.dtype == "float32":  # a further input, quantized inside
+            continue
         u = graph.add_tensor(name + "_uint8", t.shape, "uint8", _shifted(t.quant))
         head.append(Op("QUANTIZE", [u], [name], {}, "input"))
         graph.inputs[i] = u
@@ -573,16 +577,20 @@ def _shifted(quant: Quant) -> Quant:
     return Quant(np.asarray(quant.scale).copy(), np.asarray(quant.zero_point) + 128, quant.axis)
 
 
+def _float_input(graph: Graph, i: int) -> Op:
+    """Make int8 graph input ``i`` float32 under its own name; returns the QUANTIZE (for the caller to put first)
+    that gives its int8 readers the codes."""
+    name = graph.inputs[i]
+    t = graph.tensors[name]
+    q = graph.add_tensor(name + "_int8", t.shape, "int8", copy.deepcopy(t.quant))
+    graph.replace_uses(name, q)
+    t.dtype, t.quant = "float32", None
+    return Op("QUANTIZE", [name], [q], {}, "input")
+
+
 def _add_float_io(graph: Graph) -> None:
     """Float32 model input/output around the int8 graph: QUANTIZE after each input, DEQUANTIZE before outputs."""
-    head: list[Op] = []
-    for i, name in enumerate(graph.inputs):
-        t = graph.tensors[name]
-        q = graph.add_tensor(name + "_int8", t.shape, "int8", copy.deepcopy(t.quant))
-        graph.replace_uses(name, q)
-        t.dtype, t.quant = "float32", None
-        head.append(Op("QUANTIZE", [name], [q], {}, "input"))
-        graph.inputs[i] = name
+    head = [_float_input(graph, i) for i, name in enumerate(graph.inputs) if graph.tensors[name].dtype != "float32"]
     tail: list[Op] = []
     for name in list(graph.outputs):
         if graph.tensors[name].dtype == "float32":  # computed by a float island

@@ -138,10 +138,64 @@ def test_device_runner_and_host_bench_feed_every_input(exported):
     assert run.status == "ok" and run.latency.count >= 3
 
 
-def test_int8_is_refused_before_any_work(nets, tmp_path):
-    with pytest.raises(ExportError, match=r"int8 export takes models with one image input, and this one has 3 "
-                                          r"inputs .*; export it fp32 \(drop --int8\)"):
+def test_int8_without_the_further_inputs_values_is_refused_before_any_work(nets, tmp_path):
+    with pytest.raises(ExportError, match=r"int8 calibrates the ranges of the model's 2 inputs after the image on "
+                                          r"their real values.*: pass --extra-inputs FILE.npz"):
         ExportRequest(f"{nets}:make", format="tflite", int8=Int8Recipe(), output_dir=tmp_path, **SHAPES)
+
+
+@pytest.fixture(scope="module")
+def values(tmp_path_factory):
+    """The user's values: features in [0, 1] (not N(0, 1)) and a binary mask, 6 rows."""
+    path = tmp_path_factory.mktemp("several_inputs_values") / "values.npz"
+    rng = np.random.default_rng(11)
+    np.savez(path, features=rng.uniform(0, 1, (6, 7)).astype(np.float32),
+             mask=(rng.uniform(0, 1, (6, 2, 4, 4)) > 0.5).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_calibrates_the_further_inputs_on_the_users_values(nets, values, tmp_path, fmt):
+    result = export(ExportRequest(f"{nets}:make", format=fmt, int8=Int8Recipe(calib=16), output_dir=tmp_path,
+                                  extra_data=values, **SHAPES))
+    assert result.parity.passed and "features, mask from values.npz" in result.parity.data
+    assert "features, mask from values.npz" in result.calibration
+    assert min(out.cosine for out in result.parity.outputs) >= 0.995
+    assert [e["name"] for e in result.extra_inputs] == ["features", "mask"]
+    with open_runtime(result.path) as rt:
+        assert [spec.dtype for spec in rt.inputs[1:]] == ["float32", "float32"]  # quantized inside the file
+        assert rt.precision == "int8"
+    if fmt == "tflite":
+        assert result.xnnpack_partitions == 1 and result.layout_transposes == 0
+        assert "uint8" in result.usage.split(";")[0]  # the image keeps its bytes contract
+    report = check_exported_file(result.path, model=f"{nets}:make", extra_data=values)
+    assert report.passed and report.data == result.parity.data
+    per_layer = CliRunner().invoke(main, ["check", result.path, "--model", f"{nets}:make", "--per-layer"])
+    assert per_layer.exit_code != 0 and "--per-layer compares files with one image input" in per_layer.output
+
+
+def test_extra_values_that_do_not_fit_are_refused_in_one_line(nets, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, features=np.zeros((3, 6), np.float32), mask=np.zeros((3, 2, 4, 4), np.float32))
+    with pytest.raises(DataError, match=r"'features' has shape \(3, 6\), not \(rows, 7\); pass an .npz with one "
+                                        r"float array per further input \(features, mask\)"):
+        resolve(f"{nets}:make", extra_data=bad, **SHAPES)
+    np.savez(bad, features=np.zeros((3, 7), np.float32))
+    with pytest.raises(DataError, match="has no array 'mask'"):
+        resolve(f"{nets}:make", extra_data=bad, **SHAPES)
+    np.savez(bad, features=np.zeros((3, 7), np.float32), mask=np.zeros((2, 2, 4, 4), np.float32))
+    with pytest.raises(DataError, match=r"different row counts \(\[2, 3\]\)"):
+        resolve(f"{nets}:make", extra_data=bad, **SHAPES)
+    np.save(tmp_path / "one.npy", np.zeros((3, 7), np.float32))
+    with pytest.raises(DataError, match="is a single array, not an .npz"):
+        resolve(f"{nets}:make", extra_data=tmp_path / "one.npy", **SHAPES)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, features=np.array([object()] * 7, dtype=object).reshape(1, 7),
+             mask=np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(DataError, match="cannot read --extra-inputs .*pickled.npz"):
+        resolve(f"{nets}:make", extra_data=pickled, **SHAPES)  # object arrays would need a pickle: never loaded
+    with pytest.raises(DataError, match="pass their --input-shape too"):
+        resolve(f"{nets}:make", input_shape=(1, 3, 16, 16), extra_data=bad)
 
 
 def test_shapes_that_cannot_be_are_refused_in_one_line(nets, tmp_path):
