@@ -194,11 +194,9 @@ class LiteRTObserver:
         self.by_index = {d["index"]: d for d in details}
         inputs = self._interpreter.get_input_details()
         self.input = inputs[0]
+        self._inputs = len(inputs)
         self._extra = [(d["index"], np.asarray(extra[d["name"]], dtype=d["dtype"])) for d in inputs[1:]
                        if extra and d["name"] in extra]
-        if len(self._extra) != len(inputs) - 1:
-            raise ObservationError(f"the model has {len(inputs)} inputs and values were given for "
-                                   f"{len(self._extra)} after the first")
         self._readable = None
         if xnnpack:
             edges = [*self._interpreter.get_input_details(), *self._interpreter.get_output_details()]
@@ -228,6 +226,9 @@ class LiteRTObserver:
         if missing:
             where = "in the model" if self._readable is None else "an input or output of the model (XNNPACK)"
             raise ObservationError(f"tensor {missing[0]!r} is not {where}")
+        if len(self._extra) != self._inputs - 1:
+            raise ObservationError(f"the model has {self._inputs} inputs and values were given for "
+                                   f"{len(self._extra)} after the first")
         indices = [self.tensors[n]["index"] for n in names]
         for row, image in enumerate(images):
             for index, values in self._extra:

@@ -103,6 +103,16 @@ def test_runtimes_feed_each_input_in_its_declared_layout(exported, nets):
     with open_runtime(exported["tflite"].path) as rt:
         mask = rt.inputs[2]
         assert mask.layout == "NHWC" and guess_layout(mask.shape, "NHWC") == "NCHW"  # declared, not guessed
+    # the observers the int8 steps use read such a file, and run it only with values for every input
+    from edgekit.runtimes.observer import ActivationObserver, LiteRTObserver, ObservationError
+
+    observer = LiteRTObserver(exported["tflite"].path)
+    assert any(op["op_name"] == "CONV_2D" for op in observer.ops)
+    nhwc = xs[0][:1].transpose(0, 2, 3, 1)
+    with pytest.raises(ObservationError, match="3 inputs and values were given for 0 after the first"):
+        next(observer.iterate(nhwc, ["output_0"]))
+    with pytest.raises(ObservationError, match="no values were given for features, mask"):
+        ActivationObserver(open(exported["onnx"].path, "rb").read(), ["output_0"])
 
 
 def test_tflite_standard_metadata_lists_every_input(exported):
