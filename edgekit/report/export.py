@@ -156,7 +156,17 @@ def export_html(result) -> str:
 def _app_snippet_html(result) -> str:
     """A short Android snippet for the file the page describes (MediaPipe for .tflite, ONNX Runtime for .onnx)."""
     name = Path(result.path).name
-    if result.format == "tflite":
+    further = [e["name"] for e in result.extra_inputs or []]
+    if further and result.format == "tflite":  # MediaPipe's vision tasks take one image input
+        names = ", ".join(["image", *further])
+        lines = [
+            "// com.google.ai.edge.litert:litert: MediaPipe's vision tasks take one image input, this file "
+            f"takes {1 + len(further)}",
+            f'val interpreter = Interpreter(FileUtil.loadMappedFile(context, "{name}"))',
+            "// one ByteBuffer per input, in the file's input order, as the use: line above says",
+            f"interpreter.runForMultipleInputsOutputs(arrayOf({names}), outputs)",
+        ]
+    elif result.format == "tflite":
         lines = [
             "// com.google.mediapipe:tasks-vision: size, normalisation and labels come from the file's metadata",
             "val classifier = ImageClassifier.createFromOptions(context,",
@@ -178,6 +188,10 @@ def _app_snippet_html(result) -> str:
             f"val input = OnnxTensor.createTensor(env, buffer, longArrayOf({shape}), OnnxJavaType.{kind})",
             "val scores = session.run(mapOf(session.inputNames.first() to input))[0].value",
         ]
+        if further:
+            feeds = ", ".join(f'"{n}" to {n}' for n in ["input", *further])
+            lines[-1:] = [f"// and one OnnxTensor per further input ({', '.join(further)}): float32, as use: says",
+                          f"val scores = session.run(mapOf({feeds}))[0].value"]
     return f"<pre><code>{html.escape(chr(10).join(lines))}</code></pre>"
 
 

@@ -124,6 +124,21 @@ def test_tflite_standard_metadata_lists_every_input(exported):
     assert inputs[2]["description"] == "'mask' float32 NHWC 1x4x4x2, fed as it is"
 
 
+def test_the_report_page_shows_app_code_that_can_run_the_file(exported):
+    from mediapipe.tasks import python as mp_tasks
+    from mediapipe.tasks.python import vision
+
+    # MediaPipe's image tasks refuse a file with several inputs, so the page must not offer them
+    options = vision.ImageClassifierOptions(base_options=mp_tasks.BaseOptions(model_asset_path=exported["tflite"].path))
+    with pytest.raises(ValueError, match="single input"):
+        vision.ImageClassifier.create_from_options(options)
+    tflite_page = open(exported["tflite"].report_path.replace(".json", ".html")).read()
+    assert "ImageClassifier" not in tflite_page
+    assert "runForMultipleInputsOutputs(arrayOf(image, features, mask)" in tflite_page
+    onnx_page = open(exported["onnx"].report_path.replace(".json", ".html")).read()
+    assert "&quot;features&quot; to features, &quot;mask&quot; to mask" in onnx_page
+
+
 def test_check_rebuilds_the_further_inputs_from_the_file(exported, nets):
     for fmt in ("onnx", "tflite"):
         report = check_exported_file(exported[fmt].path, model=f"{nets}:make")
