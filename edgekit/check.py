@@ -526,6 +526,9 @@ def check_exported_file(
     report = check_parity(exported, handle, data=data, samples=samples, threads=threads, progress=progress)
     report.failures += judge_against_export(report, meta.get(EXPORT_PARITY_KEY))
     report.passed = not report.failures
+    if not report.passed and handle.extra_inputs and handle.extra_values is None and report.precision != "fp32":
+        report.notes.append("the inputs after the image got seeded N(0, 1) values, not necessarily those the file was "
+                            "calibrated on; pass them with --extra-inputs FILE.npz")
     return report
 
 

@@ -195,6 +195,9 @@ def test_int8_calibrates_the_further_inputs_on_the_users_values(nets, values, tm
         assert "uint8" in result.usage.split(";")[0]  # the image keeps its bytes contract
     report = check_exported_file(result.path, model=f"{nets}:make", extra_data=values)
     assert report.passed and report.data == result.parity.data
+    # without them the check feeds N(0, 1), far outside the ranges the file calibrated: it fails, and says why
+    unfed = check_exported_file(result.path, model=f"{nets}:make")
+    assert not unfed.passed and any("pass them with --extra-inputs FILE.npz" in note for note in unfed.notes)
     per_layer = CliRunner().invoke(main, ["check", result.path, "--model", f"{nets}:make", "--per-layer"])
     assert per_layer.exit_code != 0 and "--per-layer compares files with one image input" in per_layer.output
 
