@@ -100,12 +100,13 @@ shape_option = click.option(
     "--input-shape", "input_shapes", callback=_parse_shapes, multiple=True, metavar="N,C,H,W",
     help="Input shape for user models, e.g. 1,3,224,224. A model whose forward takes several inputs gets one "
          "per input, in order, the NCHW image first: --input-shape 1,3,64,64 --input-shape 1,16 (the others are "
-         "float32 fed as they are, batch first; fp32 only).",
+         "float32 fed as they are, batch first).",
 )
 extra_inputs_option = click.option(
     "--extra-inputs", "extra_data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
     help="Values for a model's inputs after the image: one float array per input, named after its forward argument, "
-         "rows first (row i goes with image i; read without pickles). Default: seeded N(0, 1) values.",
+         "rows first (row i goes with image i; read without pickles). Default: seeded N(0, 1) values; --int8 "
+         "needs them (it calibrates those inputs on them).",
 )
 data_option = click.option(
     "--data", type=click.Path(), default=None, metavar="DIR",
