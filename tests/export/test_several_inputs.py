@@ -244,3 +244,20 @@ def test_shapes_that_cannot_be_are_refused_in_one_line(nets, tmp_path):
     assert result.exit_code == 2 and "edgekit eval takes models with one image input" in result.output
     with pytest.raises(DataError, match="shufflenet_v2_x0_5 takes one image input; pass --input-shape once"):
         resolve("shufflenet_v2_x0_5", input_shape=(1, 3, 64, 64), extra_input_shapes=((1, 7),))
+
+
+@pytest.mark.parametrize("record", [
+    "not json", '{"name": "a"}', '[{"name": 1, "shape": [1, 7]}]', '[{"name": "a", "shape": [1, 0]}]',
+    '[{"name": "a", "shape": [1, 99999999]}]', '[{"name": "a", "shape": [1, 7], "layout": "NHWC"}]',
+    '[{"name": "a", "shape": [1, 2, 3, 4, 5, 6, 7]}]', '[{"shape": [1, 7]}]'])
+def test_a_damaged_extra_inputs_record_is_never_trusted(record):
+    # a file's metadata is data from whoever made the file: the runtimes fall back to guessing, check refuses
+    from edgekit.input_contract import extra_inputs_from_metadata
+    from edgekit.models.file_reference import metadata_extra_shapes
+    from edgekit.runtimes.base import declared_layouts
+
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        extra_inputs_from_metadata({"extra_inputs": record})
+    assert declared_layouts({"extra_inputs": record}) == {}
+    with pytest.raises(DataError, match="records unusable further inputs in its metadata; pass --input-shape once"):
+        metadata_extra_shapes({"extra_inputs": record}, "x.tflite")
