@@ -110,13 +110,13 @@ def quantize_onnx_model(
     activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     if activation_type not in activation_types:
         raise ExportError(f"unknown activation type {activation_type!r}; choose uint8 or int8")
-    extra = {}
+    options = {}
     prologue = [n.name for n in onnx_model.graph.node if n.name.startswith(PIXELS + "_")]
     if prologue:
-        extra["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
+        options["TensorQuantOverrides"] = {PIXELS: [{"rmin": np.float32(PIXEL_RANGE[0]),
                                                    "rmax": np.float32(PIXEL_RANGE[1])}]}
     model, op_types = _quantizer_input(onnx_model, activation_types[activation_type],
-                                       extra.get("TensorQuantOverrides"))
+                                       options.get("TensorQuantOverrides"))
     names = tensors_to_calibrate(model, op_types)
     wanted = set(names)
     known = {name: r for name, r in (ranges or {}).items() if name in wanted}
@@ -125,12 +125,12 @@ def quantize_onnx_model(
         known.update(observed_ranges(onnx_model, images_nchw, missing, method=method, percentile=percentile,
                                      extra=extra))
     ranges = {name: known[name] for name in names}
-    ranges = share_concat_ranges(model, ranges, keep=set(extra.get("TensorQuantOverrides", {})))
+    ranges = share_concat_ranges(model, ranges, keep=set(options.get("TensorQuantOverrides", {})))
     tensors = TensorsData(CalibrationMethod.MinMax, {
         name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()})
     try:
         quantizer = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, activation_types[activation_type],
-                                 tensors, [], prologue, op_types, extra)
+                                 tensors, [], prologue, op_types, options)
         quantizer.quantize_model()
         quantizer.model.topological_sort()
     except Exception as exc:
