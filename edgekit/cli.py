@@ -48,11 +48,18 @@ def _parse_shapes(_ctx, _param, values):
         raise click.BadParameter(str(exc)) from None
 
 
+def _split_shapes(shapes):
+    """``_parse_shapes``'s result as ``(image shape, the further inputs' shapes)``: ``(None, None)`` when none was
+    given (the further inputs then come from where the image's does)."""
+    return (shapes[0], tuple(shapes[1:])) if shapes else (None, None)
+
+
 def _image_shape(shapes, command: str):
     """The one input shape of a command that takes one-input models (UsageError for more)."""
-    if shapes and len(shapes) > 1:
+    image, extra = _split_shapes(shapes)
+    if extra:
         raise click.UsageError(f"edgekit {command} takes models with one image input; pass --input-shape once")
-    return shapes[0] if shapes else None
+    return image
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,11 +196,11 @@ def export_command(model, fmt, int8, calib_method, no_equalize, no_optimal_round
     if not int8 and recipe != Int8Recipe():
         raise click.UsageError("--calib, --calib-method, --no-equalize, --no-optimal-rounding, --no-bias-correction, "
                                "--no-float-first-layers, --target-cpu and --io apply to --int8 exports")
+    image_shape, extra_shapes = _split_shapes(input_shapes)
     request = ExportRequest(
         model=model or "shufflenet_v2_x1_0", format=fmt, int8=recipe if int8 else None, input_kind=input_kind,
-        weights=weights, pretrained=pretrained, input_shape=input_shapes[0] if input_shapes else None,
-        extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else (), extra_data=extra_data,
-        mean=mean, std=std,
+        weights=weights, pretrained=pretrained, input_shape=image_shape, extra_input_shapes=extra_shapes or (),
+        extra_data=extra_data, mean=mean, std=std,
         labels=_labels(labels_file, fmt), output_dir=output_dir,
         shuffle_lowering=shuffle_lowering, opset=opset, check=not no_check, data=data, samples=samples,
     )
@@ -261,11 +268,12 @@ def check_command(exported, model, weights, pretrained, input_shapes, extra_data
     from edgekit.check import check_exported_file
     from edgekit.report import render_parity, to_json
 
+    image_shape, extra_shapes = _split_shapes(input_shapes)
+
     with stdout_to_stderr():
         report = check_exported_file(
-            exported, model=model, weights=weights, pretrained=pretrained,
-            input_shape=input_shapes[0] if input_shapes else None,
-            extra_input_shapes=tuple(input_shapes[1:]) if input_shapes else None, extra_data=extra_data, data=data,
+            exported, model=model, weights=weights, pretrained=pretrained, input_shape=image_shape,
+            extra_input_shapes=extra_shapes, extra_data=extra_data, data=data,
             samples=samples, threads=threads, progress=_progress,
         )
     click.echo(to_json(report) if as_json else render_parity(report), nl=not as_json)

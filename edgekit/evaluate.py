@@ -18,7 +18,7 @@ import numpy as np
 from edgekit.check import _run_in_batches
 from edgekit.errors import DataError
 from edgekit.file_metadata import read_metadata
-from edgekit.input_contract import METADATA_KEY, InputContract
+from edgekit.input_contract import METADATA_KEY
 from edgekit.progress import Progress, quiet
 
 DEFAULT_BATCH = 64
@@ -110,11 +110,10 @@ def _declared_normalization(meta: dict[str, str]) -> tuple[tuple[float, ...], tu
     the file), else the older top-level ``mean``/``std`` keys (TFLite files carry both); None when it has
     neither. A damaged contract gives None here: opening the file refuses it with the reason."""
     if meta.get(METADATA_KEY):
-        try:
-            contract = InputContract.from_metadata(meta[METADATA_KEY])
-        except (ValueError, KeyError, TypeError):
-            return None
-        return contract.mean, contract.std
+        from edgekit.models.file_reference import declared_normalization
+
+        mean, std = declared_normalization(meta)
+        return None if mean is None else (mean, std)
     mean, std = _floats(meta.get("mean")), _floats(meta.get("std"))
     return (mean, std) if mean and std else None
 

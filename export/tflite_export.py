@@ -207,18 +207,18 @@ def export_tflite(
     elif input_kind == "bytes":
         _take_bytes(graph)
     contract = _input_contract(graph, input_kind, handle)
-    extra = _extra_inputs(graph)
+    further = _extra_inputs(graph)
     outputs = _output_facts(graph)
-    usage = usage_line(contract, outputs, extra)
+    usage = usage_line(contract, outputs, further)
     fields = provenance(model, handle, weights=weights, pretrained=pretrained, shuffle_lowering=used,
                         precision=precision, shuffles=len(matches))
     fields.update(ptq_steps.equalization_fields(equalized, calib))
     in_q, out_q = _io_quantization(graph)
     app_fields = {"layout": "NHWC", "mean": list(handle.mean), "std": list(handle.std),
                   "input_normalization": normalization, "input_quantization": in_q, "output_quantization": out_q,
-                  METADATA_KEY: contract.to_metadata(), **extra_input_fields(extra)}
+                  METADATA_KEY: contract.to_metadata(), **extra_input_fields(further)}
     content = write_tflite(graph, description=f"edgekit {handle.name} {precision}", metadata={**fields, **app_fields})
-    content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes, extra)
+    content = _with_app_metadata(content, graph, contract, handle, precision, labels, notes, further)
     delegation = xnnpack_delegation(content)
     partitions, left_out = delegation.partitions, delegation.undelegated
     if left_out:  # invisible in the partition count when they sit at the graph's ends
@@ -248,7 +248,7 @@ def export_tflite(
             io=in_dtype,
             input_contract=json.loads(contract.to_metadata()),
             usage=usage,
-            extra_inputs=[e.to_dict() for e in extra],
+            extra_inputs=[e.to_dict() for e in further],
             input_quantization=in_q,
             output_quantization=out_q,
             calibration=calibration,

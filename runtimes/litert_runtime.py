@@ -171,6 +171,7 @@ class LiteRTRuntime(Runtime):
                 self._interpreter.resize_tensor_input(index, list(x.shape))
                 self._interpreter.allocate_tensors()
                 self._resized_to[i] = x.shape
+        # every resize first: allocate_tensors may drop what an earlier input was set to
         for index, x in zip(self._input_indices, xs, strict=True):
             self._interpreter.set_tensor(index, x)
         self._interpreter.invoke()

@@ -107,23 +107,26 @@ def _calibration_images(shape: Sequence[int]) -> int:
     return max(2, min(CALIBRATION_IMAGES, round(CALIBRATION_IMAGES * 224 * 224 / pixels)))
 
 
+#: the most dimensions a further input may have (TFLite's kernels take up to 6)
+MAX_TENSOR_RANK = 6
+
+
+def _shape_values(text: str | Sequence[int], example: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` (commas, ``x`` or spaces) or a sequence of ints -> the ints; ``DataError`` otherwise."""
+    parts = [p for p in re.split(r"[,x\s]+", text.strip().strip("()[]")) if p] if isinstance(text, str) else text
+    try:
+        return tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise DataError(f"input shape {text!r} is not a list of integers; {example}") from None
+
+
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
     """``"1,3,224,224"`` (commas, ``x`` or spaces) or a sequence of 4 ints -> ``(N, C, H, W)``.
 
     Raises ``DataError`` unless there are exactly four positive integers.
     """
     example = "pass it as N,C,H,W, e.g. --input-shape 1,3,224,224"
-    if isinstance(text, str):
-        parts = [p for p in re.split(r"[,x\s]+", text.strip().strip("()[]")) if p]
-        try:
-            values = tuple(int(p) for p in parts)
-        except ValueError:
-            raise DataError(f"input shape {text!r} is not a list of integers; {example}") from None
-    else:
-        try:
-            values = tuple(int(v) for v in text)
-        except (TypeError, ValueError):
-            raise DataError(f"input shape {text!r} is not a list of integers; {example}") from None
+    values = _shape_values(text, example)
     if len(values) != 4:
         raise DataError(f"input shape {text!r} has {len(values)} dimensions, not 4; {example}")
     if min(values) < 1:
@@ -135,21 +138,13 @@ def parse_tensor_shape(text: str | Sequence[int], batch: int) -> tuple[int, ...]
     """A further input's shape (after the image's): 1 to ``MAX_TENSOR_RANK`` positive integers whose first is the
     batch, the image's ``batch``. Raises ``DataError`` naming the fix."""
     example = f"pass it batch first, e.g. --input-shape {batch},16"
-    parts = [p for p in re.split(r"[,x\s]+", text.strip().strip("()[]")) if p] if isinstance(text, str) else text
-    try:
-        values = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise DataError(f"input shape {text!r} is not a list of integers; {example}") from None
+    values = _shape_values(text, example)
     if not 1 <= len(values) <= MAX_TENSOR_RANK or min(values) < 1:
         raise DataError(f"input shape {text!r} needs 1 to {MAX_TENSOR_RANK} positive dimensions; {example}")
     if values[0] != batch:
         raise DataError(f"input shape {text!r} starts with batch {values[0]} but the image's batch is {batch}; every "
                         f"input's first dimension is the batch: {example}")
     return values
-
-
-#: the most dimensions a further input may have (TFLite's kernels take up to 6)
-MAX_TENSOR_RANK = 6
 
 
 def resolve(

@@ -163,17 +163,24 @@ def load_factory(spec: str, seed: int = 0, inputs: int = 1) -> nn.Module:
     return model
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
+    """``module.forward``'s parameters, or None when its signature cannot be read."""
+    try:
+        return list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
 def _positional_inputs(module: nn.Module) -> list[str] | None:
     """The names of every positional argument of ``module.forward`` (None when it takes ``*args`` or its
     signature cannot be read: any count may fit)."""
-    try:
-        parameters = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
+    parameters = _forward_parameters(module)
+    if parameters is None or any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
         return None
-    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
-        return None
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in positional]
+    return [p.name for p in parameters if p.kind in _POSITIONAL]
 
 
 def forward_inputs(module: nn.Module, count: int) -> list[str]:
@@ -190,12 +197,8 @@ def forward_inputs(module: nn.Module, count: int) -> list[str]:
 def required_inputs(module: nn.Module) -> list[str]:
     """The names of the arguments ``module.forward`` cannot run without: positional parameters with no
     default (``*args`` and keyword-only ones aside); empty when the signature cannot be read."""
-    try:
-        parameters = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty]
+    parameters = _forward_parameters(module) or []
+    return [p.name for p in parameters if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty]
 
 
 def batchnorm_never_measured(module: nn.Module) -> bool:
